@@ -1,0 +1,400 @@
+//! The writer thread: group commit of every write request into one transaction and one fsync.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::read::{self, ReadPool};
+use super::{SqliteConfig, schema};
+use crate::{
+    AppendBatch, DefinitionRecord, Error, ListFilter, LoadedSaga, NewSaga, SagaPage, SagaRecord,
+    StartOutcome, Store, StoreFuture,
+};
+
+/// The file name of the journal inside the data directory.
+pub const JOURNAL_FILE: &str = "journal.sqlite3";
+
+enum Request {
+    PutDefinition {
+        name: String,
+        body: String,
+        now_ms: u64,
+        reply: oneshot::Sender<Result<(DefinitionRecord, bool), Error>>,
+    },
+    Start {
+        saga: NewSaga,
+        reply: oneshot::Sender<Result<StartOutcome, Error>>,
+    },
+    Append {
+        batch: AppendBatch,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// The embedded journal: a SQLite file in WAL mode, written by one thread.
+pub struct SqliteStore {
+    requests: sender_slot::SenderSlot,
+    readers: Arc<ReadPool>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A sender that `close` can take away, so the writer sees the channel end and stops.
+mod sender_slot {
+    use std::sync::RwLock;
+
+    use tokio::sync::mpsc;
+
+    use super::Request;
+
+    pub(super) struct SenderSlot(RwLock<Option<mpsc::Sender<Request>>>);
+
+    impl SenderSlot {
+        pub(super) fn new(sender: mpsc::Sender<Request>) -> SenderSlot {
+            SenderSlot(RwLock::new(Some(sender)))
+        }
+
+        pub(super) fn get(&self) -> Option<mpsc::Sender<Request>> {
+            self.0.read().ok().and_then(|s| s.clone())
+        }
+
+        pub(super) fn take(&self) {
+            if let Ok(mut slot) = self.0.write() {
+                slot.take();
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the journal in `data_dir` and starts its writer.
+    pub fn open(data_dir: &Path, config: SqliteConfig) -> Result<SqliteStore, Error> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(JOURNAL_FILE);
+        SqliteStore::open_file(path, config)
+    }
+
+    /// Opens (creating if needed) the journal at `path`.
+    pub fn open_file(path: PathBuf, config: SqliteConfig) -> Result<SqliteStore, Error> {
+        let mut conn = schema::open(&path)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel(config.queue_max.max(1));
+        let batch_max = config.batch_max.max(1);
+        let writer = std::thread::Builder::new()
+            .name("sagaflow-journal".into())
+            .spawn(move || writer_loop(conn, rx, batch_max))?;
+        Ok(SqliteStore {
+            requests: sender_slot::SenderSlot::new(tx),
+            readers: Arc::new(ReadPool::new(path, config.readers_max.max(1))),
+            writer: std::sync::Mutex::new(Some(writer)),
+        })
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Request,
+    ) -> Result<T, Error> {
+        let sender = self.requests.get().ok_or(Error::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(make(reply)).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Ok(mut writer) = self.writer.lock()
+            && let Some(handle) = writer.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn put_definition<'a>(
+        &'a self,
+        name: &'a str,
+        body: &'a str,
+        now_ms: u64,
+    ) -> StoreFuture<'a, (DefinitionRecord, bool)> {
+        Box::pin(self.submit(move |reply| Request::PutDefinition {
+            name: name.to_owned(),
+            body: body.to_owned(),
+            now_ms,
+            reply,
+        }))
+    }
+
+    fn get_definition<'a>(
+        &'a self,
+        name: &'a str,
+        version: Option<u32>,
+    ) -> StoreFuture<'a, Option<DefinitionRecord>> {
+        let name = name.to_owned();
+        Box::pin(
+            self.readers
+                .run(move |conn| read::get_definition(conn, &name, version)),
+        )
+    }
+
+    fn list_definitions(&self) -> StoreFuture<'_, Vec<DefinitionRecord>> {
+        Box::pin(self.readers.run(read::list_definitions))
+    }
+
+    fn start_saga(&self, saga: NewSaga) -> StoreFuture<'_, StartOutcome> {
+        Box::pin(self.submit(move |reply| Request::Start { saga, reply }))
+    }
+
+    fn append(&self, batch: AppendBatch) -> StoreFuture<'_, ()> {
+        Box::pin(self.submit(move |reply| Request::Append { batch, reply }))
+    }
+
+    fn get_saga<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<LoadedSaga>> {
+        let id = id.to_owned();
+        Box::pin(self.readers.run(move |conn| read::get_saga(conn, &id)))
+    }
+
+    fn find_idempotency_key<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<SagaRecord>> {
+        let key = key.to_owned();
+        Box::pin(
+            self.readers
+                .run(move |conn| read::find_idempotency_key(conn, &key)),
+        )
+    }
+
+    fn list_sagas(&self, filter: ListFilter) -> StoreFuture<'_, SagaPage> {
+        Box::pin(self.readers.run(move |conn| read::list_sagas(conn, &filter)))
+    }
+
+    fn load_unfinished(&self) -> StoreFuture<'_, Vec<LoadedSaga>> {
+        Box::pin(self.readers.run(read::load_unfinished))
+    }
+
+    fn count_by_status(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(self.readers.run(read::count_by_status))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.readers.run(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        }))
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.requests.take();
+            let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+            if let Some(handle) = handle {
+                tokio::task::spawn_blocking(move || handle.join())
+                    .await
+                    .map_err(|e| Error::Corrupt(format!("joining the writer: {e}")))?
+                    .map_err(|_| Error::Corrupt("the journal writer panicked".into()))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A reply to send once the transaction that holds its write is committed.
+enum Reply {
+    Definition(
+        oneshot::Sender<Result<(DefinitionRecord, bool), Error>>,
+        Result<(DefinitionRecord, bool), Error>,
+    ),
+    Start(
+        oneshot::Sender<Result<StartOutcome, Error>>,
+        Result<StartOutcome, Error>,
+    ),
+    Append(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+}
+
+impl Reply {
+    fn send(self, commit: &Result<(), String>) {
+        // A failed commit fails every request of the batch, including those that went well.
+        let fail = |e: &String| Error::Corrupt(format!("commit failed: {e}"));
+        match self {
+            Reply::Definition(tx, r) => {
+                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
+            }
+            Reply::Start(tx, r) => {
+                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
+            }
+            Reply::Append(tx, r) => {
+                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
+            }
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut requests: mpsc::Receiver<Request>, batch_max: usize) {
+    let mut batch = Vec::with_capacity(batch_max);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let commit = write_batch(&mut conn, batch.drain(..), &mut replies);
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "journal commit failed");
+        }
+        for reply in replies {
+            reply.send(&commit);
+        }
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    batch: impl Iterator<Item = Request>,
+    replies: &mut Vec<Reply>,
+) -> Result<(), String> {
+    let mut tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    for request in batch {
+        // Each request in its own savepoint: one that fails leaves the others of the batch be.
+        let sp = match tx.savepoint() {
+            Ok(sp) => sp,
+            Err(e) => {
+                let message = e.to_string();
+                fail_request(request, replies, &message);
+                continue;
+            }
+        };
+        let reply = match request {
+            Request::PutDefinition {
+                name,
+                body,
+                now_ms,
+                reply,
+            } => Reply::Definition(reply, put_definition(&sp, &name, &body, now_ms)),
+            Request::Start { saga, reply } => Reply::Start(reply, start_saga(&sp, &saga)),
+            Request::Append { batch, reply } => Reply::Append(reply, append(&sp, &batch)),
+        };
+        let ok = match &reply {
+            Reply::Definition(_, r) => r.is_ok(),
+            Reply::Start(_, r) => r.is_ok(),
+            Reply::Append(_, r) => r.is_ok(),
+        };
+        // Dropping an uncommitted savepoint rolls it back.
+        if ok && let Err(e) = sp.commit() {
+            tracing::error!(error = %e, "releasing a savepoint failed");
+        }
+        replies.push(reply);
+    }
+    tx.commit().map_err(|e| e.to_string())
+}
+
+fn fail_request(request: Request, replies: &mut Vec<Reply>, message: &str) {
+    let error = || Error::Corrupt(message.to_owned());
+    replies.push(match request {
+        Request::PutDefinition { reply, .. } => Reply::Definition(reply, Err(error())),
+        Request::Start { reply, .. } => Reply::Start(reply, Err(error())),
+        Request::Append { reply, .. } => Reply::Append(reply, Err(error())),
+    });
+}
+
+fn put_definition(
+    conn: &Connection,
+    name: &str,
+    body: &str,
+    now_ms: u64,
+) -> Result<(DefinitionRecord, bool), Error> {
+    if let Some(latest) = read::get_definition(conn, name, None)? {
+        if latest.body == body {
+            return Ok((latest, false));
+        }
+        let record = DefinitionRecord {
+            name: name.to_owned(),
+            version: latest.version + 1,
+            body: body.to_owned(),
+            created_at_ms: now_ms,
+        };
+        insert_definition(conn, &record)?;
+        return Ok((record, true));
+    }
+    let record = DefinitionRecord {
+        name: name.to_owned(),
+        version: 1,
+        body: body.to_owned(),
+        created_at_ms: now_ms,
+    };
+    insert_definition(conn, &record)?;
+    Ok((record, true))
+}
+
+fn insert_definition(conn: &Connection, record: &DefinitionRecord) -> Result<(), Error> {
+    conn.prepare_cached(
+        "INSERT INTO definitions (name, version, body, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        record.name,
+        record.version,
+        record.body,
+        record.created_at_ms as i64
+    ])?;
+    Ok(())
+}
+
+fn start_saga(conn: &Connection, saga: &NewSaga) -> Result<StartOutcome, Error> {
+    let r = &saga.record;
+    if let Some(key) = &r.idempotency_key
+        && let Some(existing) = read::find_idempotency_key(conn, key)?
+    {
+        return Ok(StartOutcome::Existing(existing));
+    }
+    conn.prepare_cached(
+        "INSERT INTO sagas (id, definition, version, status, created_at_ms, updated_at_ms, \
+         idempotency_key, request_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        r.id,
+        r.definition,
+        r.version,
+        r.status.as_str(),
+        r.created_at_ms as i64,
+        r.updated_at_ms as i64,
+        r.idempotency_key,
+        r.request_hash
+    ])?;
+    insert_events(conn, &r.id, &saga.events)?;
+    Ok(StartOutcome::Created)
+}
+
+fn append(conn: &Connection, batch: &AppendBatch) -> Result<(), Error> {
+    let changed = conn
+        .prepare_cached("UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+        .execute(params![
+            batch.saga_id,
+            batch.status.as_str(),
+            batch.updated_at_ms as i64
+        ])?;
+    if changed == 0 {
+        return Err(Error::Corrupt(format!("no saga {}", batch.saga_id)));
+    }
+    insert_events(conn, &batch.saga_id, &batch.events)
+}
+
+fn insert_events(
+    conn: &Connection,
+    saga_id: &str,
+    events: &[sagaflow_core::Event],
+) -> Result<(), Error> {
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO events (saga_id, at_ms, body) VALUES (?1, ?2, ?3)")?;
+    for event in events {
+        let body = serde_json::to_string(event)?;
+        stmt.execute(params![saga_id, event.at_ms as i64, body])?;
+    }
+    Ok(())
+}
+
