@@ -237,10 +237,7 @@ impl RetrySpec {
         let max_attempts = match spec.max_attempts {
             None => default.max_attempts,
             Some(n) => u32::try_from(n).map_err(|_| {
-                ValidationError::new(
-                    format!("{at}.max_attempts"),
-                    "must be between 1 and 100",
-                )
+                ValidationError::new(format!("{at}.max_attempts"), "must be between 1 and 100")
             })?,
         };
         let jitter = match &spec.jitter {
@@ -290,4 +287,14 @@ impl RetrySpec {
 
 fn non_negative(field: &str, value: i64) -> Result<u64, ValidationError> {
     u64::try_from(value).map_err(|_| ValidationError::new(field, "must not be negative"))
+}
+
+/// `GET /v1/definitions/{name}`: the definition with every default filled in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DefinitionView {
+    pub version: u32,
+    pub created_at: String,
+    #[serde(flatten)]
+    pub spec: DefinitionSpec,
 }

@@ -12,8 +12,8 @@ pub mod saga;
 pub mod time;
 
 pub use definition::{
-    CallSpec, DefinitionCreated, DefinitionList, DefinitionSpec, DefinitionSummary, RetrySpec,
-    StepSpec,
+    CallSpec, DefinitionCreated, DefinitionList, DefinitionSpec, DefinitionSummary, DefinitionView,
+    RetrySpec, StepSpec,
 };
 pub use problem::Problem;
 pub use saga::{

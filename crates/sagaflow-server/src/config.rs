@@ -1,0 +1,64 @@
+//! The coordinator's settings, with their limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `run` needs to know. `Config::default()` is the embedded single-machine setup.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// Where the embedded journal lives.
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// How long a graceful shutdown waits for in-flight participant calls before it stops.
+    pub shutdown_grace: Duration,
+}
+
+/// Named limits. Every one is enforced with a clear error.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body the API accepts (413 above).
+    pub body_bytes_max: usize,
+    /// Largest saga input (422 above).
+    pub input_bytes_max: usize,
+    /// Largest step output Sagaflow records from a participant (the attempt fails above).
+    pub output_bytes_max: usize,
+    /// Steps per definition (422 above).
+    pub steps_max: usize,
+    /// Sagas running or compensating at once; a start above it answers 429 with Retry-After.
+    pub sagas_active_max: usize,
+    /// Longest `?wait_ms` honoured; larger values are capped.
+    pub wait_ms_max: u64,
+    /// Largest page of `GET /v1/sagas`.
+    pub list_limit_max: usize,
+    /// Participant calls in flight at once, over all sagas (the rest wait their turn).
+    pub calls_in_flight_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            body_bytes_max: 1024 * 1024,
+            input_bytes_max: 256 * 1024,
+            output_bytes_max: 256 * 1024,
+            steps_max: 100,
+            sagas_active_max: 50_000,
+            wait_ms_max: 60_000,
+            list_limit_max: 1_000,
+            calls_in_flight_max: 4_096,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            data_dir: PathBuf::from("./sagaflow-data"),
+            limits: Limits::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

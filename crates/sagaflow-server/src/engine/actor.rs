@@ -1,0 +1,237 @@
+//! One task per live saga: it owns the saga's state, decides, journals (write-ahead), then
+//! makes the calls; answers, timers and cancels come back to it through its mailbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use sagaflow_core::{
+    Command, Failure, Payload, Phase, Rejection, SagaState, SagaStatus, Send, decide,
+};
+use sagaflow_store::AppendBatch;
+
+use super::dispatcher::Dispatcher;
+use super::engine::{Inner, context, gauge, record_finished};
+use crate::clock::now_ms;
+
+/// Messages one saga's mailbox holds at most; senders wait when it is full.
+pub(super) const MAILBOX_MAX: usize = 64;
+
+/// Attempts at journaling a decision before the saga's task gives up (the saga is then
+/// resumed from the journal at the next start).
+const JOURNAL_TRIES_MAX: u32 = 5;
+
+pub(super) enum Msg {
+    Answer {
+        step: usize,
+        phase: Phase,
+        attempt: u32,
+        outcome: Result<Payload, Failure>,
+    },
+    Cancel {
+        reply: oneshot::Sender<Result<(), Rejection>>,
+    },
+}
+
+struct Actor {
+    inner: Arc<Inner>,
+    state: SagaState,
+    tx: mpsc::Sender<Msg>,
+    status_tx: watch::Sender<SagaStatus>,
+    /// Calls sent whose answers have not come back.
+    outstanding: usize,
+    /// The journal refused a write: stop driving this saga.
+    broken: bool,
+}
+
+pub(super) fn spawn(
+    inner: Arc<Inner>,
+    state: SagaState,
+    sends: Vec<Send>,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    status_tx: watch::Sender<SagaStatus>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let span = tracing::info_span!("saga", saga_id = %state.id);
+    let actor = Actor {
+        inner,
+        state,
+        tx,
+        status_tx,
+        outstanding: 0,
+        broken: false,
+    };
+    tokio::spawn(
+        async move {
+            actor.run(sends, rx).await;
+            drop(permit);
+        }
+        .instrument(span),
+    );
+}
+
+impl Actor {
+    async fn run(mut self, sends: Vec<Send>, mut rx: mpsc::Receiver<Msg>) {
+        let mut draining = self.inner.draining.subscribe();
+        self.dispatch(sends);
+        loop {
+            if self.state.status.is_terminal() || self.broken {
+                break;
+            }
+            let is_draining = *draining.borrow_and_update();
+            if is_draining && self.outstanding == 0 {
+                break;
+            }
+            let wake = if is_draining {
+                None
+            } else {
+                self.state.next_wakeup_ms()
+            };
+            let sleep = async {
+                match wake {
+                    Some(at) => {
+                        let delay = at.saturating_sub(now_ms());
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(Msg::Answer { step, phase, attempt, outcome }) => {
+                        self.outstanding = self.outstanding.saturating_sub(1);
+                        let _ = self.handle(Command::Answer { step, phase, attempt, outcome }).await;
+                    }
+                    Some(Msg::Cancel { reply }) => {
+                        let result = self.handle(Command::Cancel).await;
+                        let _ = reply.send(result);
+                    }
+                    None => break,
+                },
+                () = sleep => {
+                    let _ = self.handle(Command::Wake).await;
+                }
+                _ = draining.changed(), if !is_draining => {}
+            }
+        }
+        self.finish();
+    }
+
+    /// Decides, journals, applies, then sends. Nothing is sent before its event is durable.
+    async fn handle(&mut self, command: Command) -> Result<(), Rejection> {
+        let decision = decide(&self.state, command, context(now_ms()))?;
+        if !decision.events.is_empty() {
+            let before = self.state.status;
+            let mut next = self.state.clone();
+            for event in &decision.events {
+                next.apply(event);
+            }
+            let batch = AppendBatch {
+                saga_id: next.id.clone(),
+                events: decision.events,
+                status: next.status,
+                updated_at_ms: next.updated_at_ms,
+            };
+            if !self.journal(batch).await {
+                self.broken = true;
+                return Ok(());
+            }
+            self.state = next;
+            if before != self.state.status {
+                gauge(&self.inner.metrics, before, -1);
+                gauge(&self.inner.metrics, self.state.status, 1);
+                if self.state.status.is_terminal() {
+                    record_finished(&self.inner.metrics, self.state.status);
+                    tracing::info!(status = self.state.status.as_str(), "saga finished");
+                }
+                self.status_tx.send_replace(self.state.status);
+            }
+        }
+        self.dispatch(decision.sends);
+        Ok(())
+    }
+
+    /// Journals one decision, retrying a transient store failure a few times.
+    async fn journal(&self, batch: AppendBatch) -> bool {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=JOURNAL_TRIES_MAX {
+            let started = std::time::Instant::now();
+            match self.inner.store.append(batch.clone()).await {
+                Ok(()) => {
+                    self.inner
+                        .metrics
+                        .journal_write_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    return true;
+                }
+                Err(sagaflow_store::Error::Closed) => {
+                    tracing::info!(
+                        "journal closed; the saga resumes from the journal at the next start"
+                    );
+                    return false;
+                }
+                Err(e) if attempt < JOURNAL_TRIES_MAX => {
+                    tracing::warn!(error = %e, attempt, "journal write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "journal write failed; the saga stops here until the next start");
+                }
+            }
+        }
+        false
+    }
+
+    fn dispatch(&mut self, sends: Vec<Send>) {
+        if *self.inner.draining.borrow() {
+            // Journaled as in flight: the next start sends them again.
+            return;
+        }
+        for send in sends {
+            let spec = Dispatcher::prepare(&self.state, &send);
+            let inner = Arc::clone(&self.inner);
+            let tx = self.tx.clone();
+            self.outstanding += 1;
+            let span = tracing::info_span!(
+                "call",
+                step = %spec.step_name,
+                phase = send.phase.as_str(),
+                attempt = send.attempt
+            );
+            tokio::spawn(
+                async move {
+                    let outcome = inner.dispatcher.call(&spec).await;
+                    match &outcome {
+                        Ok(_) => tracing::debug!("attempt succeeded"),
+                        Err(failure) => tracing::info!(
+                            kind = super::dispatcher::failure_kind_name(failure.kind),
+                            error = %sagaflow_core::state::describe(failure),
+                            "attempt failed"
+                        ),
+                    }
+                    let _ = tx
+                        .send(Msg::Answer {
+                            step: send.step,
+                            phase: send.phase,
+                            attempt: send.attempt,
+                            outcome,
+                        })
+                        .await;
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    fn finish(self) {
+        if !self.state.status.is_terminal() {
+            gauge(&self.inner.metrics, self.state.status, -1);
+        }
+        self.inner.live.lock().remove(&self.state.id);
+        self.inner.live_changed.notify_waiters();
+    }
+}

@@ -1,0 +1,9 @@
+//! The engine owns live sagas: one task per saga that decides, journals, then calls.
+
+mod actor;
+mod definitions;
+mod dispatcher;
+mod engine;
+
+pub use dispatcher::failure_kind_name;
+pub use engine::{Engine, EngineError, StartRequest, Started};
