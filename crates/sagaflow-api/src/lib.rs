@@ -29,10 +29,22 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Body
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => BodyError::Shape {
-                field: if path == "." { String::new() } else { path },
-                message: strip_position(&inner.to_string()),
-            },
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                let mut field = if path == "." { String::new() } else { path };
+                // serde names a missing field in its message, not in the path.
+                if let Some(missing) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+                {
+                    field = if field.is_empty() {
+                        missing.to_owned()
+                    } else {
+                        format!("{field}.{missing}")
+                    };
+                }
+                BodyError::Shape { field, message }
+            }
             _ => BodyError::Syntax(inner.to_string()),
         }
     })?;

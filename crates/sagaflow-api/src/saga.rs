@@ -269,7 +269,28 @@ impl HistoryEntry {
             phase: phase.map(|p| p.as_str().to_owned()),
             attempt,
             detail,
-            data: serde_json::to_value(event).unwrap_or(Value::Null),
+            data: event_data(event),
         }
     }
+}
+
+/// The recorded event as one flat object: `{"type", "at_ms", …its fields}`.
+fn event_data(event: &Event) -> Value {
+    let mut data = serde_json::Map::new();
+    data.insert("at_ms".into(), Value::from(event.at_ms));
+    match serde_json::to_value(&event.kind).unwrap_or(Value::Null) {
+        Value::String(name) => {
+            data.insert("type".into(), Value::String(name));
+        }
+        Value::Object(tagged) => {
+            for (name, fields) in tagged {
+                data.insert("type".into(), Value::String(name));
+                if let Value::Object(fields) = fields {
+                    data.extend(fields);
+                }
+            }
+        }
+        _ => {}
+    }
+    Value::Object(data)
 }

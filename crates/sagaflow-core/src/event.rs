@@ -116,13 +116,13 @@ impl Failure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub at_ms: u64,
-    #[serde(flatten)]
     pub kind: EventKind,
 }
 
-/// What happened.
+/// What happened. Externally tagged on purpose: serde's internally tagged and flattened
+/// enums buffer their content, which cannot hold the raw JSON of a `Payload`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The saga was accepted. Always the first event.
     SagaStarted {

@@ -94,6 +94,27 @@ impl Outcome {
     }
 }
 
+/// The contract's table, written out again rather than taken from `Failure`: whether the
+/// participant may have applied the request (so the step must be compensated).
+fn may_have_taken_effect(failure: &Failure) -> bool {
+    match (failure.kind, failure.status) {
+        // A 2xx that could not be accepted was applied.
+        (FailureKind::InvalidAnswer, _) => true,
+        (_, Some(status)) => (500..=599).contains(&status),
+        (FailureKind::Timeout | FailureKind::ConnectionLost, None) => true,
+        (_, None) => false,
+    }
+}
+
+/// The contract's table again: whether another attempt may be made.
+fn may_be_retried(failure: &Failure) -> bool {
+    match (failure.kind, failure.status) {
+        (FailureKind::InvalidAnswer, _) => false,
+        (_, Some(status)) => matches!(status, 408 | 425 | 429 | 500..=599),
+        (_, None) => true,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Definitions
 // ---------------------------------------------------------------------------------------------
@@ -278,6 +299,18 @@ impl Sim {
         delay_ms: u64,
         random: u64,
     ) -> bool {
+        self.answer_then_crash(outcome_for, delay_ms, random, None)
+    }
+
+    /// As `answer`; with `crash_after: Some(n)`, the engine dies once the first `n` events of
+    /// the decision are journaled, before any of its calls leaves, and then recovers.
+    fn answer_then_crash(
+        &mut self,
+        outcome_for: impl FnOnce(&Send) -> Outcome,
+        delay_ms: u64,
+        random: u64,
+        crash_after: Option<usize>,
+    ) -> bool {
         let Some((send, sent_at)) = self.in_flight.pop() else {
             return false;
         };
@@ -292,9 +325,18 @@ impl Sim {
             attempt: send.attempt,
             outcome: outcome.result(),
         };
-        self.run(command, Some(key(&send)), random)
+        let journaled = self
+            .run_cut(command, Some(key(&send)), random, crash_after)
             .expect("an answer is never rejected");
-        self.answered.push(key(&send));
+        if journaled > 0 {
+            self.answered.push(key(&send));
+        } else {
+            // The answer was lost with the engine: the call is still in flight.
+            self.in_flight.push((send, sent_at));
+        }
+        if crash_after.is_some() {
+            self.crash(random);
+        }
         true
     }
 
@@ -405,6 +447,19 @@ impl Sim {
     /// One command: decide, check every event, journal and apply it, send the calls, check the
     /// invariants. `live` is the call whose answer this is, when it was in flight.
     fn run(&mut self, command: Command, live: Option<Key>, random: u64) -> Result<(), Rejection> {
+        self.run_cut(command, live, random, None).map(|_| ())
+    }
+
+    /// As `run`, but with `cut: Some(n)` only the first `n` events are journaled and applied:
+    /// the engine dies there, before any call leaves (the caller then crashes the simulation).
+    /// Returns how many events were journaled.
+    fn run_cut(
+        &mut self,
+        command: Command,
+        live: Option<Key>,
+        random: u64,
+        cut: Option<usize>,
+    ) -> Result<usize, Rejection> {
         let before = self.state.clone();
         let ctx = Context {
             now_ms: self.now,
@@ -463,8 +518,9 @@ impl Sim {
             );
         }
 
+        let keep = cut.unwrap_or(usize::MAX).min(decision.events.len());
         let mut sends = Vec::new();
-        for event in &decision.events {
+        for event in &decision.events[..keep] {
             assert_eq!(
                 event.at_ms, self.now,
                 "an event is stamped with the decision's time"
@@ -478,12 +534,20 @@ impl Sim {
                 self.model.statuses.push(self.state.status);
             }
         }
-        assert_eq!(
-            decision.sends.iter().map(key).collect::<Vec<_>>(),
-            sends,
-            "the sends are the attempts the events started or resent, in order"
-        );
-        for send in decision.sends {
+        let all_sends: Vec<Key> = decision.sends.iter().map(key).collect();
+        if keep == decision.events.len() {
+            assert_eq!(
+                all_sends, sends,
+                "the sends are the attempts the events started or resent, in order"
+            );
+        } else {
+            assert!(
+                all_sends.starts_with(&sends),
+                "the sends are the attempts the events started or resent, in order"
+            );
+        }
+        // With a cut, these are journaled as about to leave: the crash loses them.
+        for send in decision.sends.into_iter().take(sends.len()) {
             assert_eq!(
                 send.timeout_ms,
                 call_timeout_ms(&self.def, send.step, send.phase),
@@ -491,8 +555,12 @@ impl Sim {
             );
             self.in_flight.push((send, self.now));
         }
-        self.check_invariants();
-        Ok(())
+        if cut.is_some() {
+            self.check_replay();
+        } else {
+            self.check_invariants();
+        }
+        Ok(keep)
     }
 
     /// Checks one event against the oracle, before it is applied, and updates the oracle.
@@ -671,12 +739,12 @@ impl Sim {
                     panic!("a failure recorded for {command:?}");
                 };
                 assert_eq!(failure, answered, "the failure is the participant's answer");
-                if phase == Phase::Action && failure.maybe_applied() {
+                if phase == Phase::Action && may_have_taken_effect(failure) {
                     self.model.action_maybe[step] = true;
                 }
                 let policy = policy_of(&def, step, phase);
                 let used = self.model.used.get(&(step, phase)).copied().unwrap_or(0);
-                let may_retry = failure.is_retryable()
+                let may_retry = may_be_retried(failure)
                     && used < policy.max_attempts
                     && !(phase == Phase::Action && self.model.stopped);
                 assert_eq!(
@@ -906,6 +974,8 @@ enum Op {
         compensation_ok: bool,
         delay_ms: u64,
         random: u64,
+        /// The engine dies after journaling this many of the decision's events.
+        crash_after: Option<usize>,
     },
     /// The clock moves to `next_wakeup_ms()` and the saga is woken.
     Wake { random: u64 },
@@ -944,12 +1014,19 @@ fn outcome_strategy() -> impl Strategy<Value = Outcome> {
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        16 => (outcome_strategy(), prop::bool::weighted(0.6), 0u64..=3_000, any::<u64>())
-            .prop_map(|(outcome, compensation_ok, delay_ms, random)| Op::Answer {
+        16 => (
+            outcome_strategy(),
+            prop::bool::weighted(0.6),
+            0u64..=3_000,
+            any::<u64>(),
+            prop::option::weighted(0.1, 0usize..=3),
+        )
+            .prop_map(|(outcome, compensation_ok, delay_ms, random, crash_after)| Op::Answer {
                 outcome,
                 compensation_ok,
                 delay_ms,
                 random,
+                crash_after,
             }),
         4 => any::<u64>().prop_map(|random| Op::Wake { random }),
         1 => (0u64..=2_000, any::<u64>())
@@ -1037,14 +1114,16 @@ fn simulate(scenario: &Scenario) -> Sim {
                 compensation_ok,
                 delay_ms,
                 random,
+                crash_after,
             } => {
-                let answered = sim.answer(
+                let answered = sim.answer_then_crash(
                     |send| match send.phase {
                         Phase::Compensation if *compensation_ok => Outcome::Success(0),
                         _ => outcome.clone(),
                     },
                     *delay_ms,
                     *random,
+                    *crash_after,
                 );
                 if !answered {
                     sim.wake_due(*random);
@@ -1091,15 +1170,25 @@ fn action_effects(journal: &[Event], steps: usize) -> (Vec<bool>, Vec<bool>) {
                 phase: Phase::Action,
                 failure,
                 ..
-            } if failure.maybe_applied() => maybe[*step] = true,
+            } if may_have_taken_effect(failure) => maybe[*step] = true,
             _ => {}
         }
     }
     (ok, maybe)
 }
 
-fn journal_statuses(sim: &Sim) -> Vec<SagaStatus> {
-    sim.model.statuses.clone()
+/// The statuses the saga went through, folding its journal one event at a time.
+fn journal_statuses(def: &Arc<Definition>, journal: &[Event]) -> Vec<SagaStatus> {
+    let mut state = SagaState::replay(SAGA_ID.to_owned(), def.clone(), &journal[..1])
+        .expect("the journal starts with saga_started");
+    let mut statuses = vec![state.status];
+    for event in &journal[1..] {
+        state.apply(event);
+        if statuses.last() != Some(&state.status) {
+            statuses.push(state.status);
+        }
+    }
+    statuses
 }
 
 proptest! {
@@ -1125,7 +1214,8 @@ proptest! {
         }
         // The statuses follow the contract's arrows: running first, and terminal ones only left
         // through a retry of `failed`.
-        let statuses = journal_statuses(&sim);
+        let statuses = journal_statuses(&scenario.def, &sim.journal);
+        prop_assert_eq!(&statuses, &sim.model.statuses);
         prop_assert_eq!(statuses[0], SagaStatus::Running);
         for pair in statuses.windows(2) {
             let allowed = matches!(
@@ -1157,10 +1247,11 @@ proptest! {
         let mut open: Option<Key> = None;
         let mut last_compensated: Option<usize> = None;
         let mut compensated = vec![false; steps];
-        for (index, event) in sim.journal.iter().enumerate() {
-            let (ok, maybe) = action_effects(&sim.journal[..index], steps);
-            match &event.kind {
-                &EventKind::AttemptStarted { step, phase, attempt } => {
+        // What the actions did so far, per the journal.
+        let (mut ok, mut maybe) = (vec![false; steps], vec![false; steps]);
+        for event in &sim.journal {
+            match event.kind {
+                EventKind::AttemptStarted { step, phase, attempt } => {
                     prop_assert!(open.is_none(), "{:?} started while {:?} is in flight",
                         (step, phase, attempt), open);
                     open = Some((step, phase, attempt));
@@ -1176,18 +1267,22 @@ proptest! {
                         last_compensated = Some(step);
                     }
                 }
-                &EventKind::AttemptResent { step, phase, attempt } => {
+                EventKind::AttemptResent { step, phase, attempt } => {
                     prop_assert_eq!(open, Some((step, phase, attempt)),
                         "a resend of a call that is not in flight");
                 }
-                &EventKind::AttemptSucceeded { step, phase, attempt, .. } => {
+                EventKind::AttemptSucceeded { step, phase, attempt, .. } => {
                     prop_assert_eq!(open.take(), Some((step, phase, attempt)));
-                    if phase == Phase::Compensation {
-                        compensated[step] = true;
+                    match phase {
+                        Phase::Action => ok[step] = true,
+                        Phase::Compensation => compensated[step] = true,
                     }
                 }
-                &EventKind::AttemptFailed { step, phase, attempt, .. } => {
+                EventKind::AttemptFailed { step, phase, attempt, ref failure, .. } => {
                     prop_assert_eq!(open.take(), Some((step, phase, attempt)));
+                    if phase == Phase::Action && may_have_taken_effect(failure) {
+                        maybe[step] = true;
+                    }
                 }
                 _ => {}
             }
