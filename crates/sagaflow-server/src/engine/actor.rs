@@ -13,7 +13,7 @@ use sagaflow_core::{
 use sagaflow_store::AppendBatch;
 
 use super::dispatcher::Dispatcher;
-use super::engine::{Inner, context, gauge, record_finished};
+use super::handle::{Inner, context, gauge, record_finished};
 use crate::clock::now_ms;
 
 /// Messages one saga's mailbox holds at most; senders wait when it is full.

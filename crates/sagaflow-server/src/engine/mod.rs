@@ -3,7 +3,7 @@
 mod actor;
 mod definitions;
 mod dispatcher;
-mod engine;
+mod handle;
 
 pub use dispatcher::failure_kind_name;
-pub use engine::{Engine, EngineError, StartRequest, Started};
+pub use handle::{Engine, EngineError, StartRequest, Started};
