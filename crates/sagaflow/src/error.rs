@@ -147,7 +147,10 @@ mod tests {
     fn a_long_non_problem_body_is_cut() {
         let body = "é".repeat(500);
         let problem = problem_from_answer(500, body.as_bytes());
-        assert_eq!(problem.detail.chars().count(), SYNTHESIZED_DETAIL_CHARS_MAX + 1);
+        assert_eq!(
+            problem.detail.chars().count(),
+            SYNTHESIZED_DETAIL_CHARS_MAX + 1
+        );
         assert!(problem.detail.ends_with('…'));
     }
 
