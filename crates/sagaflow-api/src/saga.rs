@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use sagaflow_core::{CallStatus, Event, EventKind, SagaState};
+use sagaflow_core::{Event, EventKind, SagaState};
 
 use crate::time::rfc3339;
 
@@ -61,7 +61,8 @@ pub struct StepView {
     /// When the next attempt is due, while a retry is scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<String>,
-    /// `null` when the step has no compensation.
+    /// Always present from this server (`status` is `none` when the step defines no
+    /// compensation); optional for clients of older servers.
     pub compensation: Option<CompensationView>,
 }
 
@@ -69,7 +70,8 @@ pub struct StepView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompensationView {
-    /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped` (will not run), or `none` (the
+    /// step defines no compensation).
     pub status: String,
     pub attempts: u32,
     pub error: Option<String>,
@@ -145,10 +147,10 @@ impl SagaView {
                 started_at: s.started_at_ms.map(rfc3339),
                 finished_at: s.finished_at_ms.map(rfc3339),
                 next_attempt_at: s.action.retry_at_ms.map(rfc3339),
-                compensation: def.compensation.as_ref().map(|_| CompensationView {
-                    status: match s.compensation.status {
-                        CallStatus::Pending if !s.needs_compensation() => "pending",
-                        other => other.as_str(),
+                compensation: Some(CompensationView {
+                    status: match (&def.compensation, s.compensation.status) {
+                        (None, _) => "none",
+                        (Some(_), status) => status.as_str(),
                     }
                     .to_owned(),
                     attempts: s.compensation.attempts,

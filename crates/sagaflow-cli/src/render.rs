@@ -45,6 +45,7 @@ pub fn saga(view: &SagaView) -> String {
 fn step_row(step: &StepView) -> Vec<String> {
     let compensation = match &step.compensation {
         None => EMPTY_CELL.to_owned(),
+        Some(c) if c.status == "none" => EMPTY_CELL.to_owned(),
         Some(c) if c.attempts == 0 => c.status.clone(),
         Some(c) => format!(
             "{} ({} {})",

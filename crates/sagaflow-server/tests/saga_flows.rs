@@ -594,3 +594,59 @@ async fn a_restarted_engine_resends_in_flight_calls_with_the_same_attempt() {
             .any(|e| e["event"] == "attempt_resent")
     );
 }
+
+#[tokio::test]
+async fn an_attempt_past_its_timeout_is_retried_and_then_compensated_as_maybe_applied() {
+    let p = Participant::start().await;
+    let c = Coordinator::start().await;
+    let mut slow = step(&p, "charge", "/slow/charge/400");
+    slow["action"]["timeout_ms"] = json!(50);
+    c.define(json!({"name": "order", "steps": [step(&p, "reserve", "/ok/reserve"), slow]}))
+        .await;
+    let id = c.start_saga("order", json!({})).await;
+    let saga = c.wait_status(&id, "compensated").await;
+    assert_eq!(saga["steps"][1]["status"], "compensated");
+    assert_eq!(saga["steps"][1]["attempts"], 3);
+    assert!(
+        saga["steps"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out")
+            || saga["steps"][1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("timeout"),
+        "{saga}"
+    );
+    let calls = p.calls_of(&id);
+    assert_eq!(
+        calls[calls.len() - 2..].to_vec(),
+        [
+            ("charge".to_owned(), "compensation".to_owned()),
+            ("reserve".to_owned(), "compensation".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_step_without_compensation_is_skipped_when_unwinding() {
+    let p = Participant::start().await;
+    let c = Coordinator::start().await;
+    let mut notify = step(&p, "notify", "/ok/notify");
+    notify.as_object_mut().unwrap().remove("compensation");
+    c.define(json!({"name": "order", "steps": [step(&p, "reserve", "/ok/reserve"), notify, step(&p, "charge", "/refuse/charge")]})).await;
+    let id = c.start_saga("order", json!({})).await;
+    let saga = c.wait_status(&id, "compensated").await;
+    assert_eq!(saga["steps"][1]["status"], "succeeded");
+    assert_eq!(saga["steps"][1]["compensation"]["status"], "none");
+    assert_eq!(saga["steps"][0]["status"], "compensated");
+    assert_eq!(
+        p.calls_of(&id),
+        calls(&[
+            ("reserve", "action"),
+            ("notify", "action"),
+            ("charge", "action"),
+            ("reserve", "compensation")
+        ])
+    );
+}
