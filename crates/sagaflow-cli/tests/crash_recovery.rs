@@ -106,6 +106,29 @@ async fn every_saga_finishes_after_kill_9_and_no_completed_saga_is_compensated()
         }
     }
 
+    // The kill landed mid-run: some calls were in flight and were sent again after the restart.
+    let mut resent = 0;
+    for id in expected.keys() {
+        let history: Value = http
+            .get(format!("{base}/v1/sagas/{id}/history"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resent += history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "attempt_resent")
+            .count();
+    }
+    assert!(
+        resent > 0,
+        "no call was in flight when the coordinator was killed"
+    );
+
     let deliveries: Value = http
         .get(format!("{participant}/deliveries"))
         .send()

@@ -76,6 +76,12 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "sagaflow listening");
     let router = app(engine.clone());
+    let draining = engine.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // First stop new work and end long polls, so the HTTP server can finish its requests.
+        draining.begin_drain();
+    };
     // Serve while recovering: /healthz answers at once and /readyz says when recovery is done.
     let server = tokio::spawn(async move {
         axum::serve(listener, router)

@@ -320,7 +320,15 @@ impl Engine {
     pub async fn wait_terminal(&self, id: &str, timeout: Duration) {
         let receiver = self.inner.live.lock().get(id).map(|l| l.status.clone());
         if let Some(mut receiver) = receiver {
-            let _ = tokio::time::timeout(timeout, receiver.wait_for(|s| s.is_terminal())).await;
+            // A shutdown ends the wait at once: long polls must not hold up a drain.
+            let mut draining = self.inner.draining.subscribe();
+            let ended = async {
+                tokio::select! {
+                    _ = receiver.wait_for(|s| s.is_terminal()) => {}
+                    _ = draining.wait_for(|d| *d) => {}
+                }
+            };
+            let _ = tokio::time::timeout(timeout, ended).await;
         }
     }
 
@@ -416,11 +424,16 @@ impl Engine {
         Ok(count)
     }
 
+    /// Stops taking new sagas and sending new calls; ends long polls. `shutdown` finishes the job.
+    pub fn begin_drain(&self) {
+        self.inner.draining.send_replace(true);
+    }
+
     /// Stops taking new work, waits up to `grace` for in-flight calls to answer and be
     /// journaled, then flushes and closes the journal. What is still in flight then is sent
     /// again after the next start.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner.draining.send_replace(true);
+        self.begin_drain();
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let notified = self.inner.live_changed.notified();
