@@ -5,14 +5,12 @@
 //!   queries, and loading what is unfinished after a restart.
 //! - [`sqlite`]: the embedded backend (the default): one writer thread doing group commit over a
 //!   WAL-mode SQLite file with `synchronous = FULL`, and a small pool of read connections.
-//! - `conformance` (feature `conformance`): the suite every backend must pass.
+//! - [`conformance`]: the suite every backend must pass, written only against [`Store`].
 
+pub mod conformance;
 pub mod error;
 pub mod sqlite;
 pub mod types;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 use std::future::Future;
 use std::pin::Pin;

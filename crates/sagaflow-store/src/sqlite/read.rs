@@ -134,14 +134,16 @@ pub(crate) fn events_of(conn: &Connection, saga_id: &str) -> Result<Vec<Event>, 
 }
 
 pub(crate) fn get_saga(conn: &Connection, id: &str) -> Result<Option<LoadedSaga>, Error> {
-    let record = conn
+    // One read transaction: the record and the journal are of the same moment (WAL snapshot).
+    let tx = conn.unchecked_transaction()?;
+    let record = tx
         .prepare_cached(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = ?1"))?
         .query_row(params![id], saga_row)
         .optional()?;
     let Some((_, record)) = record else {
         return Ok(None);
     };
-    let events = events_of(conn, id)?;
+    let events = events_of(&tx, id)?;
     Ok(Some(LoadedSaga { record, events }))
 }
 
@@ -203,6 +205,9 @@ pub(crate) fn list_sagas(conn: &Connection, filter: &ListFilter) -> Result<SagaP
 }
 
 pub(crate) fn load_unfinished(conn: &Connection) -> Result<Vec<LoadedSaga>, Error> {
+    // One read transaction, as in `get_saga`.
+    let tx = conn.unchecked_transaction()?;
+    let conn = &*tx;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SAGA_COLUMNS} FROM sagas WHERE status IN ('running', 'compensating') ORDER BY seq"
     ))?;

@@ -167,7 +167,10 @@ impl Store for SqliteStore {
     }
 
     fn list_sagas(&self, filter: ListFilter) -> StoreFuture<'_, SagaPage> {
-        Box::pin(self.readers.run(move |conn| read::list_sagas(conn, &filter)))
+        Box::pin(
+            self.readers
+                .run(move |conn| read::list_sagas(conn, &filter)),
+        )
     }
 
     fn load_unfinished(&self) -> StoreFuture<'_, Vec<LoadedSaga>> {
@@ -257,9 +260,17 @@ fn write_batch(
     batch: impl Iterator<Item = Request>,
     replies: &mut Vec<Reply>,
 ) -> Result<(), String> {
-    let mut tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            // Answer every request with the error: dropping them would read as `Error::Closed`.
+            let message = e.to_string();
+            for request in batch {
+                fail_request(request, replies, &message);
+            }
+            return Err(message);
+        }
+    };
     for request in batch {
         // Each request in its own savepoint: one that fails leaves the others of the batch be.
         let sp = match tx.savepoint() {
@@ -287,7 +298,16 @@ fn write_batch(
         };
         // Dropping an uncommitted savepoint rolls it back.
         if ok && let Err(e) = sp.commit() {
+            // Its writes are gone: the request must not be told they landed.
             tracing::error!(error = %e, "releasing a savepoint failed");
+            let message = format!("releasing the request's savepoint failed: {e}");
+            let error = || Error::Corrupt(message.clone());
+            replies.push(match reply {
+                Reply::Definition(tx, _) => Reply::Definition(tx, Err(error())),
+                Reply::Start(tx, _) => Reply::Start(tx, Err(error())),
+                Reply::Append(tx, _) => Reply::Append(tx, Err(error())),
+            });
+            continue;
         }
         replies.push(reply);
     }
@@ -397,4 +417,3 @@ fn insert_events(
     }
     Ok(())
 }
-
