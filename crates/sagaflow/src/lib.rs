@@ -45,6 +45,8 @@
 mod client;
 mod definition;
 mod error;
+pub mod participant;
+pub mod retry;
 
 pub use client::{Client, DefinitionView};
 pub use definition::{Saga, Step};
