@@ -44,6 +44,10 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabel, Counter>,
     pub journal_write_seconds: Histogram,
     pub calls_in_flight: Gauge,
+    journal_commits: Counter,
+    journal_requests: Counter,
+    journal_events: Counter,
+    journal_seen: parking_lot::Mutex<sagaflow_store::StoreStats>,
 }
 
 impl Metrics {
@@ -99,6 +103,24 @@ impl Metrics {
             "Participant calls awaiting an answer",
             calls_in_flight.clone(),
         );
+        let journal_commits = Counter::default();
+        registry.register(
+            "journal_commits",
+            "Durable journal writes (one transaction and one fsync each)",
+            journal_commits.clone(),
+        );
+        let journal_requests = Counter::default();
+        registry.register(
+            "journal_requests",
+            "Write requests carried by those durable writes (group commit)",
+            journal_requests.clone(),
+        );
+        let journal_events = Counter::default();
+        registry.register(
+            "journal_events",
+            "Events appended to the journal",
+            journal_events.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -119,7 +141,23 @@ impl Metrics {
             rejected,
             journal_write_seconds,
             calls_in_flight,
+            journal_commits,
+            journal_requests,
+            journal_events,
+            journal_seen: parking_lot::Mutex::new(sagaflow_store::StoreStats::default()),
         }
+    }
+
+    /// Brings the journal counters up to the store's own (called when metrics are scraped).
+    pub fn sync_store(&self, now: sagaflow_store::StoreStats) {
+        let mut seen = self.journal_seen.lock();
+        self.journal_commits
+            .inc_by(now.commits.saturating_sub(seen.commits));
+        self.journal_requests
+            .inc_by(now.requests.saturating_sub(seen.requests));
+        self.journal_events
+            .inc_by(now.events.saturating_sub(seen.events));
+        *seen = now;
     }
 
     /// The Prometheus text exposition.

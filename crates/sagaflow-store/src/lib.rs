@@ -21,6 +21,17 @@ pub use types::{
     StartOutcome,
 };
 
+/// What the journal has done since it opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Durable writes (transactions committed, each one fsync).
+    pub commits: u64,
+    /// Write requests those commits carried (group commit puts many in one).
+    pub requests: u64,
+    /// Events those requests appended.
+    pub events: u64,
+}
+
 /// A boxed future, so that `Store` can be used as `Arc<dyn Store>`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
@@ -69,6 +80,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (a cheap read).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Counters of the journal's work since it opened (for metrics and the benchmark).
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
 
     /// Flushes what is queued and stops the writer. Later writes fail with `Error::Closed`.
     fn close(&self) -> StoreFuture<'_, ()>;

@@ -1,6 +1,10 @@
 //! The SDK's one error type, and how answers that are not successes become one.
 
+use std::time::{Duration, SystemTime};
+
 use sagaflow_api::Problem;
+
+use crate::retry::{is_transient_status, parse_retry_after};
 
 /// Longest piece of a non-problem error body kept in a synthesized problem's `detail`.
 const SYNTHESIZED_DETAIL_CHARS_MAX: usize = 200;
@@ -11,8 +15,27 @@ pub enum Error {
     /// The server answered with an error status. The body is its RFC 9457 problem; when the
     /// body was not one (a proxy's HTML page, say), a problem is synthesized from the status
     /// and the body's text.
+    ///
+    /// An error answer with a transient status and a `Retry-After` header is
+    /// [`Error::RetryLater`] instead; [`Error::problem`] and [`Error::status`] read both.
     #[error("{} {}: {}", .0.status, .0.title, .0.detail)]
     Problem(Problem),
+    /// The server answered with a transient error status (408, 425, 429, 502, 503 or 504)
+    /// and a `Retry-After` header: it cannot answer now and said when to come back. The
+    /// [retry helpers](crate::retry) wait `retry_after` before trying again.
+    #[error(
+        "{} {}: {} (retry after {:?})",
+        .problem.status,
+        .problem.title,
+        .problem.detail,
+        .retry_after
+    )]
+    RetryLater {
+        /// The answer's problem, as for [`Error::Problem`].
+        problem: Problem,
+        /// How long the server asked to wait, from when its answer arrived.
+        retry_after: Duration,
+    },
     /// No answer: the connection was refused or reset, the name did not resolve, or the
     /// request timed out. `message` is short and meant for people ("connection refused").
     #[error("cannot reach the Sagaflow server at {url} ({message})")]
@@ -42,10 +65,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// The problem the server answered, if that is what this error is.
+    /// The problem the server answered, if that is what this error is
+    /// ([`Error::Problem`] or [`Error::RetryLater`]).
     pub fn problem(&self) -> Option<&Problem> {
         match self {
-            Error::Problem(problem) => Some(problem),
+            Error::Problem(problem) | Error::RetryLater { problem, .. } => Some(problem),
             _ => None,
         }
     }
@@ -54,11 +78,60 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         self.problem().map(|p| p.status)
     }
+
+    /// How long the server asked to wait before trying again, if it did
+    /// ([`Error::RetryLater`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sagaflow::{Error, Problem};
+    ///
+    /// let error = Error::RetryLater {
+    ///     problem: Problem {
+    ///         kind: "https://sagaflow.dev/problems/overloaded".to_owned(),
+    ///         title: "Too many requests".to_owned(),
+    ///         status: 429,
+    ///         detail: "too many sagas in flight".to_owned(),
+    ///         field: None,
+    ///     },
+    ///     retry_after: Duration::from_secs(1),
+    /// };
+    /// assert_eq!(error.retry_after(), Some(Duration::from_secs(1)));
+    /// assert_eq!(error.status(), Some(429));
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RetryLater { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// The error an error answer stands for: [`Error::RetryLater`] when its status is transient
+/// and its `Retry-After` header (`retry_after`) parses, [`Error::Problem`] otherwise. `now` is
+/// the time the answer arrived, for a `Retry-After` given as an HTTP-date.
+pub(crate) fn error_from_answer(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<&str>,
+    now: SystemTime,
+) -> Error {
+    let problem = problem_from_answer(status, body);
+    let retry_after = retry_after
+        .filter(|_| is_transient_status(status))
+        .and_then(|value| parse_retry_after(value, now));
+    match retry_after {
+        Some(retry_after) => Error::RetryLater {
+            problem,
+            retry_after,
+        },
+        None => Error::Problem(problem),
+    }
 }
 
 /// The problem an error answer carries: its body when that is a problem, or one synthesized
 /// from the status and the body's text (RFC 9457's `about:blank` type).
-pub(crate) fn problem_from_answer(status: u16, body: &[u8]) -> Problem {
+fn problem_from_answer(status: u16, body: &[u8]) -> Problem {
     if let Ok(problem) = serde_json::from_slice::<Problem>(body) {
         return problem;
     }
@@ -152,6 +225,35 @@ mod tests {
             SYNTHESIZED_DETAIL_CHARS_MAX + 1
         );
         assert!(problem.detail.ends_with('…'));
+    }
+
+    #[test]
+    fn a_transient_answer_with_retry_after_is_retry_later() {
+        let now = SystemTime::UNIX_EPOCH;
+        let error = error_from_answer(503, b"draining", Some("2"), now);
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(error.status(), Some(503));
+        assert_eq!(
+            error.to_string(),
+            "503 Service Unavailable: draining (retry after 2s)"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_ignored_on_other_statuses_or_when_it_does_not_parse() {
+        let now = SystemTime::UNIX_EPOCH;
+        for (status, header) in [
+            (404, Some("2")),
+            (500, Some("2")),
+            (503, Some("soon")),
+            (503, None),
+        ] {
+            let error = error_from_answer(status, b"", header, now);
+            assert!(
+                matches!(&error, Error::Problem(p) if p.status == status),
+                "{status} {header:?}: {error:?}"
+            );
+        }
     }
 
     #[test]

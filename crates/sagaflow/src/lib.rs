@@ -2,14 +2,16 @@
 //!
 //! - [`Client`] (in `client.rs`): a typed async client with one method per endpoint of the
 //!   HTTP API: definitions, sagas, their history, cancel, retry, health.
-//! - [`Error`] (in `error.rs`): the one error type. A server's error answer is always an
-//!   [`Error::Problem`] holding its RFC 9457 [`Problem`]; a server that cannot be reached is
+//! - [`Error`] (in `error.rs`): the one error type. A server's error answer is an
+//!   [`Error::Problem`] holding its RFC 9457 [`Problem`] (or [`Error::RetryLater`] when a
+//!   transient answer carried `Retry-After`); a server that cannot be reached is
 //!   [`Error::Unreachable`] with a short reason ("connection refused").
+//! - [`retry`]: backoff with jitter, a shared retry budget, `Retry-After`, and the loop that
+//!   uses them; [`Client::with_retry`] turns them on for calls that are safe to repeat.
+//! - [`participant`]: helpers that make a participant's handlers exactly-once in its own
+//!   database (SQLite or PostgreSQL), and a transaction retry for SQLSTATE 40001 / 40P01.
 //! - [`Saga`] and [`Step`] (in `definition.rs`): a builder for [`DefinitionSpec`]s.
 //! - The API's wire types, re-exported from `sagaflow-api` so users need only this crate.
-//!
-//! What is not here (yet): helpers for writing participants, which dedupe deliveries on
-//! `Idempotency-Key` in the participant's own database.
 //!
 //! ```no_run
 //! use sagaflow::{Client, RetrySpec, Saga, StartSaga, Step};

@@ -53,6 +53,7 @@ pub async fn readyz(State(engine): State<Engine>) -> Result<Response, ApiError> 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(engine): State<Engine>) -> Response {
+    engine.metrics().sync_store(engine.store().stats());
     (
         [(
             header::CONTENT_TYPE,

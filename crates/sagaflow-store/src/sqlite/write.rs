@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -11,11 +12,19 @@ use super::read::{self, ReadPool};
 use super::{SqliteConfig, schema};
 use crate::{
     AppendBatch, DefinitionRecord, Error, ListFilter, LoadedSaga, NewSaga, SagaPage, SagaRecord,
-    StartOutcome, Store, StoreFuture,
+    StartOutcome, Store, StoreFuture, StoreStats,
 };
 
 /// The file name of the journal inside the data directory.
 pub const JOURNAL_FILE: &str = "journal.sqlite3";
+
+/// The counters behind `Store::stats`, written by the writer thread.
+#[derive(Default)]
+struct StatsCells {
+    commits: AtomicU64,
+    requests: AtomicU64,
+    events: AtomicU64,
+}
 
 enum Request {
     PutDefinition {
@@ -36,6 +45,7 @@ enum Request {
 
 /// The embedded journal: a SQLite file in WAL mode, written by one thread.
 pub struct SqliteStore {
+    stats: Arc<StatsCells>,
     requests: sender_slot::SenderSlot,
     readers: Arc<ReadPool>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -81,11 +91,16 @@ impl SqliteStore {
         let mut conn = schema::open(&path)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel(config.queue_max.max(1));
+        let stats = Arc::new(StatsCells::default());
         let batch_max = config.batch_max.max(1);
         let writer = std::thread::Builder::new()
             .name("sagaflow-journal".into())
-            .spawn(move || writer_loop(conn, rx, batch_max))?;
+            .spawn({
+                let stats = Arc::clone(&stats);
+                move || writer_loop(conn, rx, batch_max, &stats)
+            })?;
         Ok(SqliteStore {
+            stats,
             requests: sender_slot::SenderSlot::new(tx),
             readers: Arc::new(ReadPool::new(path, config.readers_max.max(1))),
             writer: std::sync::Mutex::new(Some(writer)),
@@ -188,6 +203,14 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.stats.commits.load(Ordering::Relaxed),
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            events: self.stats.events.load(Ordering::Relaxed),
+        }
+    }
+
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.requests.take();
@@ -234,7 +257,12 @@ impl Reply {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut requests: mpsc::Receiver<Request>, batch_max: usize) {
+fn writer_loop(
+    mut conn: Connection,
+    mut requests: mpsc::Receiver<Request>,
+    batch_max: usize,
+    stats: &StatsCells,
+) {
     let mut batch = Vec::with_capacity(batch_max);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
@@ -245,9 +273,23 @@ fn writer_loop(mut conn: Connection, mut requests: mpsc::Receiver<Request>, batc
             }
         }
         let mut replies = Vec::with_capacity(batch.len());
+        let request_count = batch.len() as u64;
+        let event_count: u64 = batch
+            .iter()
+            .map(|r| match r {
+                Request::Start { saga, .. } => saga.events.len() as u64,
+                Request::Append { batch, .. } => batch.events.len() as u64,
+                Request::PutDefinition { .. } => 0,
+            })
+            .sum();
         let commit = write_batch(&mut conn, batch.drain(..), &mut replies);
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "journal commit failed");
+        match &commit {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.requests.fetch_add(request_count, Ordering::Relaxed);
+                stats.events.fetch_add(event_count, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "journal commit failed"),
         }
         for reply in replies {
             reply.send(&commit);

@@ -37,7 +37,7 @@
 //!             [&sku],
 //!         )?;
 //!         if changed == 0 {
-//!             return Ok(Outcome::refused(422, "out of stock", format!("no {sku} left")));
+//!             return Ok::<_, rusqlite::Error>(Outcome::refused(422, "out of stock", format!("no {sku} left")));
 //!         }
 //!         Ok(Outcome::done(serde_json::json!({ "reserved": sku })))
 //!     }).await
