@@ -34,6 +34,11 @@ pub enum Command {
     /// Start, read, list, cancel and retry sagas.
     #[command(subcommand)]
     Saga(SagaCommand),
+    /// Benchmark the coordinator against a minimal participant (and the `direct` baseline).
+    Bench(crate::bench::BenchArgs),
+    /// The bench's minimal participant (started by `sagaflow bench`).
+    #[command(hide = true)]
+    BenchParticipant(crate::bench::BenchParticipantArgs),
 }
 
 /// `sagaflow server`.

@@ -7,6 +7,7 @@
 //! code (1 for a server or network problem, 2 for bad input). Nothing here panics on bad input
 //! or on a closed stdout.
 
+mod bench;
 mod cli;
 mod commands;
 mod error;
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Server(args) => commands::server::run(args),
+        Command::Bench(args) => print(bench::run(args)?),
+        Command::BenchParticipant(args) => bench::serve_participant(args),
         Command::Def(command) => {
             let client = client(&cli.server)?;
             print(block_on(commands::def::run(&client, command))?)

@@ -1,0 +1,158 @@
+//! The processes the bench starts: killed when dropped, so nothing outlives the bench.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// A child process that is killed when dropped.
+pub struct Process {
+    child: Child,
+    pub name: &'static str,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn current_exe() -> Result<std::path::PathBuf, Error> {
+    std::env::current_exe().map_err(|e| Error::Other(format!("cannot find my own binary: {e}")))
+}
+
+/// Starts the bench participant and returns it with the address it listens on.
+pub fn participant() -> Result<(Process, SocketAddr), Error> {
+    let mut child = Command::new(current_exe()?)
+        .args(["bench-participant", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot start the bench participant: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Other("the participant has no stdout".into()))?;
+    let process = Process {
+        child,
+        name: "participant",
+    };
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| Error::Other(format!("reading the participant's address: {e}")))?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| Error::Other(format!("the participant said {line:?}")))?;
+    Ok((process, addr))
+}
+
+/// Starts `sagaflow server` on a free port with its journal in `data_dir`.
+pub fn coordinator(data_dir: &Path, store: &str) -> Result<(Process, SocketAddr), Error> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))?
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut command = Command::new(current_exe()?);
+    command
+        .arg("server")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("SAGAFLOW_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if store != "embedded" {
+        command.env("SAGAFLOW_STORE", store);
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot start the coordinator: {e}")))?;
+    Ok((
+        Process {
+            child,
+            name: "coordinator",
+        },
+        addr,
+    ))
+}
+
+/// Waits until `url` answers 2xx.
+pub async fn wait_ready(
+    http: &reqwest::Client,
+    url: &str,
+    process: &mut Process,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = http.get(url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if !process.is_running() {
+            return Err(Error::Other(format!(
+                "the {} exited before it was ready",
+                process.name
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Other(format!("{url} was not ready within 60 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from /proc (Linux; USER_HZ = 100).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis don't.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The most resident memory a process has had, in MiB (VmHWM).
+pub fn rss_peak_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Bytes of every file under `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

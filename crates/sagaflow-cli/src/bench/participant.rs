@@ -1,0 +1,50 @@
+//! The bench's participant: answers every step at once, as fast as it can. `/refuse` answers a
+//! business no (422); anything else 200 with a small JSON body.
+
+use axum::Router;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::BenchParticipantArgs;
+use crate::error::Error;
+
+async fn answer(uri: Uri) -> Response {
+    if uri.path().starts_with("/refuse") {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            r#"{"type":"about:blank","title":"Refused","status":422,"detail":"refused by the bench"}"#,
+        )
+            .into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"ok":true}"#,
+    )
+        .into_response()
+}
+
+/// The participant's routes.
+pub fn app() -> Router {
+    Router::new().fallback(answer)
+}
+
+/// Runs the participant until killed; prints `listening on ADDR` first.
+pub fn serve(args: BenchParticipantArgs) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", args.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Other(e.to_string()))?;
+        println!("listening on {addr}");
+        axum::serve(listener, app())
+            .await
+            .map_err(|e| Error::Other(format!("serving: {e}")))
+    })
+}

@@ -1,0 +1,104 @@
+//! What the bench reports, as a table or one JSON object.
+
+use serde::Serialize;
+
+/// One run's figures.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub workload: String,
+    pub mode: String,
+    pub concurrency: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+    pub store: String,
+    pub duration_s: f64,
+    pub sagas: u64,
+    pub sagas_per_s: f64,
+    pub steps_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// Coordinator CPU (user + system) over the measured window, per saga.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_s_per_saga: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_peak_mb: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_bytes_per_saga: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_per_durable_write: Option<f64>,
+    /// The `direct` baseline of the same run, when it was measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_sagas_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_direct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_p99_ms: Option<f64>,
+}
+
+impl Report {
+    /// The report as aligned lines.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(String, String)> = vec![
+            ("workload".into(), self.workload.clone()),
+            ("mode".into(), self.mode.clone()),
+            ("store".into(), self.store.clone()),
+            ("measured".into(), format!("{:.1} s", self.duration_s)),
+            ("sagas".into(), self.sagas.to_string()),
+            ("sagas/s".into(), format!("{:.0}", self.sagas_per_s)),
+            ("steps/s".into(), format!("{:.0}", self.steps_per_s)),
+            (
+                "latency ms".into(),
+                format!(
+                    "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                    self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
+                ),
+            ),
+            ("errors".into(), self.errors.to_string()),
+        ];
+        let mut optional = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                rows.push((name.into(), value));
+            }
+        };
+        optional("first error", self.first_error.clone());
+        optional(
+            "cpu s/saga",
+            self.cpu_s_per_saga.map(|v| format!("{:.6}", v)),
+        );
+        optional("rss peak MB", self.rss_peak_mb.map(|v| format!("{v:.1}")));
+        optional(
+            "journal B/saga",
+            self.journal_bytes_per_saga.map(|v| format!("{v:.0}")),
+        );
+        optional(
+            "events/durable write",
+            self.events_per_durable_write.map(|v| format!("{v:.1}")),
+        );
+        optional(
+            "direct sagas/s",
+            self.direct_sagas_per_s.map(|v| format!("{v:.0}")),
+        );
+        optional(
+            "ratio to direct",
+            self.ratio_to_direct.map(|v| format!("{v:.2}")),
+        );
+        optional(
+            "direct latency ms",
+            self.direct_p50_ms
+                .zip(self.direct_p99_ms)
+                .map(|(p50, p99)| format!("p50 {p50:.2}  p99 {p99:.2}")),
+        );
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+            .collect()
+    }
+}

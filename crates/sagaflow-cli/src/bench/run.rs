@@ -1,0 +1,210 @@
+//! Runs a benchmark: starts the processes, drives the load, reads the figures, stops it all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::{Baseline, BenchArgs};
+use super::children;
+use super::load::{self, Op, Samples};
+use super::report::Report;
+use crate::error::Error;
+
+/// Runs `sagaflow bench` and prints its report.
+pub fn run(args: BenchArgs) -> Result<String, Error> {
+    if args.concurrency == 0 || args.concurrency > 10_000 {
+        return Err(Error::Input("-c must be between 1 and 10000".into()));
+    }
+    if args.rate == Some(0) {
+        return Err(Error::Input("--rate must be above 0".into()));
+    }
+    if args.duration.is_zero() {
+        return Err(Error::Input("--duration must be above 0".into()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime.block_on(bench(&args))?;
+    Ok(if args.json {
+        let mut text = serde_json::to_string(&report).map_err(|e| Error::Other(e.to_string()))?;
+        text.push('\n');
+        text
+    } else {
+        report.table()
+    })
+}
+
+async fn bench(args: &BenchArgs) -> Result<Report, Error> {
+    let (_participant, participant_addr) = children::participant()?;
+    let participant = format!("http://{participant_addr}");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(args.concurrency.max(64) * 2)
+        .build()
+        .map_err(|e| Error::Other(format!("cannot build an HTTP client: {e}")))?;
+
+    let direct = if args.baseline == Some(Baseline::Direct) || args.compare_direct {
+        let urls = args
+            .workload
+            .direct_paths()
+            .into_iter()
+            .map(|p| format!("{participant}{p}"))
+            .collect();
+        Some(drive(args, Arc::new(Op::direct(http.clone(), urls))).await)
+    } else {
+        None
+    };
+    if args.baseline == Some(Baseline::Direct) {
+        let mut samples = direct.unwrap_or_default();
+        let mut report = base_report(args, &mut samples, "direct");
+        report.store = "none".into();
+        return Ok(report);
+    }
+
+    let temp = tempfile::tempdir().map_err(|e| Error::Other(format!("a temporary dir: {e}")))?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_owned());
+    let (mut coordinator, addr) = children::coordinator(&data_dir, &args.store)?;
+    let base = format!("http://{addr}");
+    children::wait_ready(&http, &format!("{base}/readyz"), &mut coordinator).await?;
+    let definition = args.workload.definition(&participant);
+    let response = http
+        .post(format!("{base}/v1/definitions"))
+        .json(&definition)
+        .send()
+        .await
+        .map_err(|e| Error::Other(format!("registering the workload: {e}")))?;
+    if !response.status().is_success() {
+        return Err(Error::Other(format!(
+            "registering the workload: HTTP {}",
+            response.status()
+        )));
+    }
+    let op = Arc::new(Op::saga(
+        http.clone(),
+        &base,
+        definition["name"].as_str().unwrap_or_default(),
+        args.workload.expected_status(),
+    ));
+    // Read the coordinator's counters when the measured window opens and closes.
+    let probe = tokio::spawn(probe_window(
+        http.clone(),
+        base.clone(),
+        coordinator.pid(),
+        args.warmup,
+        args.duration,
+    ));
+    let mut samples = drive(args, op).await;
+    let (before, after) = probe
+        .await
+        .map_err(|e| Error::Other(format!("the probe failed: {e}")))?;
+    let mut report = base_report(args, &mut samples, "coordinator");
+    let sagas = samples.latencies_us.len().max(1) as f64;
+    report.cpu_s_per_saga = after.cpu_s.zip(before.cpu_s).map(|(a, b)| (a - b) / sagas);
+    report.rss_peak_mb = children::rss_peak_mb(coordinator.pid());
+    let started = after.sagas_started.max(1.0);
+    report.journal_bytes_per_saga = Some(children::dir_bytes(&data_dir) as f64 / started);
+    let commits = after.journal_commits - before.journal_commits;
+    if commits > 0.0 {
+        report.events_per_durable_write =
+            Some((after.journal_events - before.journal_events) / commits);
+    }
+    if let Some(mut direct) = direct {
+        let direct_rate = direct.per_second();
+        report.direct_sagas_per_s = Some(direct_rate);
+        report.ratio_to_direct = Some(report.sagas_per_s / direct_rate.max(1e-9));
+        report.direct_p50_ms = Some(direct.quantile_ms(0.5));
+        report.direct_p99_ms = Some(direct.quantile_ms(0.99));
+    }
+    drop(coordinator);
+    Ok(report)
+}
+
+async fn drive(args: &BenchArgs, op: Arc<Op>) -> Samples {
+    match args.rate {
+        Some(rate) => load::open_loop(op, rate, args.warmup, args.duration).await,
+        None => load::closed_loop(op, args.concurrency, args.warmup, args.duration).await,
+    }
+}
+
+fn base_report(args: &BenchArgs, samples: &mut Samples, mode: &str) -> Report {
+    let sagas_per_s = samples.per_second();
+    Report {
+        workload: args.workload.name().into(),
+        mode: match args.rate {
+            Some(_) => format!("{mode}, open loop"),
+            None => format!("{mode}, closed loop"),
+        },
+        concurrency: args.concurrency,
+        rate: args.rate,
+        store: args.store.clone(),
+        duration_s: args.duration.as_secs_f64(),
+        sagas: samples.latencies_us.len() as u64,
+        sagas_per_s,
+        steps_per_s: sagas_per_s * args.workload.calls_per_saga() as f64,
+        p50_ms: samples.quantile_ms(0.5),
+        p90_ms: samples.quantile_ms(0.9),
+        p99_ms: samples.quantile_ms(0.99),
+        p999_ms: samples.quantile_ms(0.999),
+        max_ms: samples.quantile_ms(1.0),
+        errors: samples.errors,
+        first_error: samples.first_error.clone(),
+        cpu_s_per_saga: None,
+        rss_peak_mb: None,
+        journal_bytes_per_saga: None,
+        events_per_durable_write: None,
+        direct_sagas_per_s: None,
+        ratio_to_direct: None,
+        direct_p50_ms: None,
+        direct_p99_ms: None,
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    cpu_s: Option<f64>,
+    sagas_started: f64,
+    journal_commits: f64,
+    journal_events: f64,
+}
+
+async fn probe_window(
+    http: reqwest::Client,
+    base: String,
+    pid: u32,
+    warmup: Duration,
+    duration: Duration,
+) -> (Counters, Counters) {
+    tokio::time::sleep(warmup).await;
+    let before = counters(&http, &base, pid).await;
+    tokio::time::sleep(duration).await;
+    let after = counters(&http, &base, pid).await;
+    (before, after)
+}
+
+async fn counters(http: &reqwest::Client, base: &str, pid: u32) -> Counters {
+    let cpu_s = children::cpu_seconds(pid);
+    let text = match http.get(format!("{base}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    Counters {
+        cpu_s,
+        sagas_started: metric(&text, "sagaflow_sagas_started_total"),
+        journal_commits: metric(&text, "sagaflow_journal_commits_total"),
+        journal_events: metric(&text, "sagaflow_journal_events_total"),
+    }
+}
+
+/// The value of an unlabelled sample in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
+}
