@@ -86,12 +86,19 @@ pub async fn start(
                     .inc();
             }
         })?;
-    if let Some(wait) = wait_ms {
-        engine
-            .wait_terminal(&started.id, Duration::from_millis(wait))
-            .await;
-    }
-    let view = engine.get(&started.id).await?;
+    let waited = match wait_ms {
+        Some(wait) => {
+            engine
+                .wait_terminal(&started.id, Duration::from_millis(wait))
+                .await
+        }
+        None => None,
+    };
+    let view = match (waited, started.view) {
+        (Some(done), _) => (*done).clone(),
+        (None, Some(accepted)) if wait_ms.is_none() => accepted,
+        _ => engine.get(&started.id).await?,
+    };
     let status = if started.created {
         StatusCode::CREATED
     } else {
@@ -110,8 +117,10 @@ pub async fn get(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<SagaView>, ApiError> {
     let query = query_or_problem(query)?;
-    if let Some(wait) = wait_ms(&query, engine.limits().wait_ms_max)? {
-        engine.wait_terminal(&id, Duration::from_millis(wait)).await;
+    if let Some(wait) = wait_ms(&query, engine.limits().wait_ms_max)?
+        && let Some(done) = engine.wait_terminal(&id, Duration::from_millis(wait)).await
+    {
+        return Ok(Json((*done).clone()));
     }
     Ok(Json(engine.get(&id).await?))
 }

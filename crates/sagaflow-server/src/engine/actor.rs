@@ -7,14 +7,13 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use sagaflow_core::{
-    Command, Failure, Payload, Phase, Rejection, SagaState, SagaStatus, Send, decide,
-};
+use sagaflow_core::{Command, Failure, Payload, Phase, Rejection, SagaState, Send, decide};
 use sagaflow_store::AppendBatch;
 
 use super::dispatcher::Dispatcher;
-use super::handle::{Inner, context, gauge, record_finished};
+use super::handle::{Inner, Progress, context, gauge, record_finished};
 use crate::clock::now_ms;
+use sagaflow_api::SagaView;
 
 /// Messages one saga's mailbox holds at most; senders wait when it is full.
 pub(super) const MAILBOX_MAX: usize = 64;
@@ -39,7 +38,7 @@ struct Actor {
     inner: Arc<Inner>,
     state: SagaState,
     tx: mpsc::Sender<Msg>,
-    status_tx: watch::Sender<SagaStatus>,
+    status_tx: watch::Sender<Progress>,
     /// Calls sent whose answers have not come back.
     outstanding: usize,
     /// The journal refused a write: stop driving this saga.
@@ -52,7 +51,7 @@ pub(super) fn spawn(
     sends: Vec<Send>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
-    status_tx: watch::Sender<SagaStatus>,
+    status_tx: watch::Sender<Progress>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let span = tracing::info_span!("saga", saga_id = %state.id);
@@ -147,7 +146,13 @@ impl Actor {
                     record_finished(&self.inner.metrics, self.state.status);
                     tracing::info!(status = self.state.status.as_str(), "saga finished");
                 }
-                self.status_tx.send_replace(self.state.status);
+                // A terminal saga's view is published, so waiters answer without a read.
+                let view = self
+                    .state
+                    .status
+                    .is_terminal()
+                    .then(|| Arc::new(SagaView::from_state(&self.state)));
+                self.status_tx.send_replace((self.state.status, view));
             }
         }
         self.dispatch(decision.sends);

@@ -59,12 +59,17 @@ pub struct Started {
     pub id: String,
     /// `false` when an idempotent repeat returned the saga already started.
     pub created: bool,
+    /// The saga as it was accepted (for a new saga; a repeat must read it).
+    pub view: Option<SagaView>,
 }
+
+/// A live saga's status, and its final view once it is terminal.
+pub(super) type Progress = (SagaStatus, Option<Arc<SagaView>>);
 
 /// A live saga, as the engine reaches it.
 pub(super) struct LiveSaga {
     pub tx: mpsc::Sender<Msg>,
-    pub status: watch::Receiver<SagaStatus>,
+    pub status: watch::Receiver<Progress>,
 }
 
 pub(super) struct Inner {
@@ -230,8 +235,13 @@ impl Engine {
             StartOutcome::Created => {
                 self.inner.metrics.sagas_started.inc();
                 tracing::info!(saga_id = %id, definition = %state.definition.name, "saga started");
+                let view = SagaView::from_state(&state);
                 self.launch(state, decision.sends, Some(permit));
-                Ok(Started { id, created: true })
+                Ok(Started {
+                    id,
+                    created: true,
+                    view: Some(view),
+                })
             }
         }
     }
@@ -248,7 +258,7 @@ impl Engine {
             return;
         }
         let (tx, rx) = mpsc::channel(actor::MAILBOX_MAX);
-        let (status_tx, status_rx) = watch::channel(state.status);
+        let (status_tx, status_rx) = watch::channel((state.status, None));
         gauge(&self.inner.metrics, state.status, 1);
         self.inner.live.lock().insert(
             state.id.clone(),
@@ -316,20 +326,21 @@ impl Engine {
         })
     }
 
-    /// Waits until the saga is terminal or `timeout` passes.
-    pub async fn wait_terminal(&self, id: &str, timeout: Duration) {
-        let receiver = self.inner.live.lock().get(id).map(|l| l.status.clone());
-        if let Some(mut receiver) = receiver {
-            // A shutdown ends the wait at once: long polls must not hold up a drain.
-            let mut draining = self.inner.draining.subscribe();
-            let ended = async {
-                tokio::select! {
-                    _ = receiver.wait_for(|s| s.is_terminal()) => {}
-                    _ = draining.wait_for(|d| *d) => {}
+    /// Waits until the saga is terminal or `timeout` passes. Returns its final view when this
+    /// process drove it to the end while waiting; `None` otherwise (read it then).
+    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Option<Arc<SagaView>> {
+        let mut receiver = self.inner.live.lock().get(id).map(|l| l.status.clone())?;
+        // A shutdown ends the wait at once: long polls must not hold up a drain.
+        let mut draining = self.inner.draining.subscribe();
+        let ended = async {
+            tokio::select! {
+                progress = receiver.wait_for(|p| p.0.is_terminal()) => {
+                    progress.ok().and_then(|p| p.1.clone())
                 }
-            };
-            let _ = tokio::time::timeout(timeout, ended).await;
-        }
+                _ = draining.wait_for(|d| *d) => None,
+            }
+        };
+        tokio::time::timeout(timeout, ended).await.ok().flatten()
     }
 
     /// Cancels a saga: no new step, compensate what completed.
@@ -460,6 +471,7 @@ fn repeat(existing: SagaRecord, request_hash: &str) -> Result<Started, EngineErr
         Ok(Started {
             id: existing.id,
             created: false,
+            view: None,
         })
     } else {
         Err(EngineError::IdempotencyMismatch(existing.id))

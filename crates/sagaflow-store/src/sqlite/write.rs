@@ -302,7 +302,7 @@ fn write_batch(
     batch: impl Iterator<Item = Request>,
     replies: &mut Vec<Reply>,
 ) -> Result<(), String> {
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             // Answer every request with the error: dropping them would read as `Error::Closed`.
@@ -315,34 +315,35 @@ fn write_batch(
     };
     for request in batch {
         // Each request in its own savepoint: one that fails leaves the others of the batch be.
-        let sp = match tx.savepoint() {
-            Ok(sp) => sp,
-            Err(e) => {
-                let message = e.to_string();
-                fail_request(request, replies, &message);
-                continue;
-            }
-        };
+        // Cached statements: rusqlite's `savepoint()` would parse SQL twice per request.
+        if let Err(e) = run_cached(&tx, "SAVEPOINT request") {
+            fail_request(request, replies, &e.to_string());
+            continue;
+        }
         let reply = match request {
             Request::PutDefinition {
                 name,
                 body,
                 now_ms,
                 reply,
-            } => Reply::Definition(reply, put_definition(&sp, &name, &body, now_ms)),
-            Request::Start { saga, reply } => Reply::Start(reply, start_saga(&sp, &saga)),
-            Request::Append { batch, reply } => Reply::Append(reply, append(&sp, &batch)),
+            } => Reply::Definition(reply, put_definition(&tx, &name, &body, now_ms)),
+            Request::Start { saga, reply } => Reply::Start(reply, start_saga(&tx, &saga)),
+            Request::Append { batch, reply } => Reply::Append(reply, append(&tx, &batch)),
         };
         let ok = match &reply {
             Reply::Definition(_, r) => r.is_ok(),
             Reply::Start(_, r) => r.is_ok(),
             Reply::Append(_, r) => r.is_ok(),
         };
-        // Dropping an uncommitted savepoint rolls it back.
-        if ok && let Err(e) = sp.commit() {
-            // Its writes are gone: the request must not be told they landed.
-            tracing::error!(error = %e, "releasing a savepoint failed");
-            let message = format!("releasing the request's savepoint failed: {e}");
+        let released = if ok {
+            run_cached(&tx, "RELEASE request")
+        } else {
+            run_cached(&tx, "ROLLBACK TO request").and_then(|()| run_cached(&tx, "RELEASE request"))
+        };
+        if let Err(e) = released {
+            // Its writes may be gone: the request must not be told they landed.
+            tracing::error!(error = %e, "closing a request's savepoint failed");
+            let message = format!("closing the request's savepoint failed: {e}");
             let error = || Error::Corrupt(message.clone());
             replies.push(match reply {
                 Reply::Definition(tx, _) => Reply::Definition(tx, Err(error())),
@@ -354,6 +355,11 @@ fn write_batch(
         replies.push(reply);
     }
     tx.commit().map_err(|e| e.to_string())
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 fn fail_request(request: Request, replies: &mut Vec<Reply>, message: &str) {
