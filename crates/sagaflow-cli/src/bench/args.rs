@@ -92,7 +92,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 86_400.0 {
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
         return Err(format!("{text:?} is out of range"));
     }
     Ok(std::time::Duration::from_secs_f64(seconds))
