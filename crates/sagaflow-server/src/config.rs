@@ -14,6 +14,9 @@ pub struct Config {
     pub limits: Limits,
     /// How long a graceful shutdown waits for in-flight participant calls before it stops.
     pub shutdown_grace: Duration,
+    /// How long `completed` and `compensated` sagas are kept before they are purged with their
+    /// journals; `None` keeps them forever. `failed` sagas are never purged.
+    pub retention: Option<Duration>,
 }
 
 /// Named limits. Every one is enforced with a clear error.
@@ -59,6 +62,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./sagaflow-data"),
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(10),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }

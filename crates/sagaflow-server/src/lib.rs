@@ -94,6 +94,10 @@ pub async fn serve(
         return Err(Error::Recovery(e));
     }
     tracing::info!("ready");
+    if let Some(retention) = config.retention {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run_retention(retention).await });
+    }
     let served = server
         .await
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabel, Counter>,
     pub journal_write_seconds: Histogram,
     pub calls_in_flight: Gauge,
+    pub sagas_purged: Counter,
     journal_commits: Counter,
     journal_requests: Counter,
     journal_events: Counter,
@@ -103,6 +104,12 @@ impl Metrics {
             "Participant calls awaiting an answer",
             calls_in_flight.clone(),
         );
+        let sagas_purged = Counter::default();
+        registry.register(
+            "sagas_purged",
+            "Finished sagas deleted by retention",
+            sagas_purged.clone(),
+        );
         let journal_commits = Counter::default();
         registry.register(
             "journal_commits",
@@ -141,6 +148,7 @@ impl Metrics {
             rejected,
             journal_write_seconds,
             calls_in_flight,
+            sagas_purged,
             journal_commits,
             journal_requests,
             journal_events,

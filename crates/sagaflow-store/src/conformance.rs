@@ -41,6 +41,7 @@ where
     paging_never_skips_or_repeats_while_sagas_start(open().await).await;
     load_unfinished_returns_running_and_compensating(open().await).await;
     count_by_status_counts_every_saga(open().await).await;
+    purge_removes_only_old_completed_or_compensated_sagas(open().await).await;
     concurrent_appends_all_land_in_order(open().await).await;
     append_to_unknown_saga_fails_alone(open().await).await;
     get_saga_is_a_consistent_snapshot(open().await).await;
@@ -741,6 +742,46 @@ pub async fn count_by_status_counts_every_saga(store: Arc<dyn Store>) {
         .map(|(status, count)| (status.as_str().to_owned(), *count))
         .collect();
     assert_eq!(counts(Arc::clone(&store)).await, expected);
+}
+
+/// Retention: old `completed` and `compensated` sagas go with their journals, in batches of
+/// `limit`; recent ones, unfinished ones and `failed` ones (a person must look) stay.
+pub async fn purge_removes_only_old_completed_or_compensated_sagas(store: Arc<dyn Store>) {
+    let cases = [
+        (SagaStatus::Completed, T0 + 10, true),
+        (SagaStatus::Compensated, T0 + 10, true),
+        (SagaStatus::Completed, T0 + 10, true),
+        (SagaStatus::Failed, T0 + 10, false),
+        (SagaStatus::Running, T0 + 10, false),
+        (SagaStatus::Compensating, T0 + 10, false),
+        (SagaStatus::Completed, T0 + 5_000, false),
+    ];
+    for (n, (status, at_ms, _)) in cases.iter().enumerate() {
+        start(&*store, new_saga(&id_of(n), "place-order", T0)).await;
+        if *status != SagaStatus::Running {
+            set_status(&*store, &id_of(n), *status, *at_ms).await;
+        }
+    }
+    let before_ms = T0 + 1_000;
+    assert_eq!(
+        store.purge_finished(before_ms, 2).await.unwrap(),
+        2,
+        "a batch is limited"
+    );
+    assert_eq!(store.purge_finished(before_ms, 2).await.unwrap(), 1);
+    assert_eq!(store.purge_finished(before_ms, 2).await.unwrap(), 0);
+    for (n, (_, _, purged)) in cases.iter().enumerate() {
+        let found = store.get_saga(&id_of(n)).await.unwrap();
+        assert_eq!(found.is_none(), *purged, "saga {n}");
+    }
+    let remaining: u64 = store
+        .count_by_status()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(remaining, 4);
 }
 
 // ---- group commit -----------------------------------------------------------------------------

@@ -72,6 +72,11 @@ pub trait Store: Send + Sync + 'static {
     /// Sagas newest first, keyset-paged so paging never skips or repeats a saga.
     fn list_sagas(&self, filter: ListFilter) -> StoreFuture<'_, SagaPage>;
 
+    /// Deletes up to `limit` sagas that ended `completed` or `compensated` before `before_ms`,
+    /// with their journals (retention). `failed` sagas are kept: they wait for a person.
+    /// Returns how many were deleted.
+    fn purge_finished(&self, before_ms: u64, limit: usize) -> StoreFuture<'_, u64>;
+
     /// Every saga that is not terminal, with its journal, oldest saga first.
     fn load_unfinished(&self) -> StoreFuture<'_, Vec<LoadedSaga>>;
 

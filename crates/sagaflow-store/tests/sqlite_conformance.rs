@@ -52,6 +52,7 @@ cases!(
     paging_never_skips_or_repeats_while_sagas_start,
     load_unfinished_returns_running_and_compensating,
     count_by_status_counts_every_saga,
+    purge_removes_only_old_completed_or_compensated_sagas,
     concurrent_appends_all_land_in_order,
     append_to_unknown_saga_fails_alone,
     get_saga_is_a_consistent_snapshot,

@@ -43,6 +43,7 @@ fn config(args: &ServerArgs) -> Config {
         shutdown_grace: args
             .shutdown_grace_secs
             .map_or(defaults.shutdown_grace, Duration::from_secs),
+        retention: defaults.retention,
     }
 }
 

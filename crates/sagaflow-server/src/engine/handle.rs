@@ -23,6 +23,11 @@ use crate::clock::now_ms;
 use crate::config::Limits;
 use crate::metrics::{Metrics, StatusLabel};
 
+/// How often retention looks for finished sagas to purge.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Sagas one purge deletes at most (one journal write).
+const RETENTION_BATCH_MAX: usize = 500;
+
 /// Why the engine refused or failed a request; the API maps each to a problem.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -433,6 +438,40 @@ impl Engine {
             tracing::info!(sagas = count, "recovered unfinished sagas");
         }
         Ok(count)
+    }
+
+    /// Purges finished sagas older than `retention`, in small batches so that the journal's
+    /// writer never holds the hot path up for long, until the engine drains.
+    pub async fn run_retention(&self, retention: Duration) {
+        let mut draining = self.inner.draining.subscribe();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+                _ = draining.wait_for(|d| *d) => return,
+            }
+            let before_ms = now_ms().saturating_sub(retention.as_millis() as u64);
+            loop {
+                match self
+                    .inner
+                    .store
+                    .purge_finished(before_ms, RETENTION_BATCH_MAX)
+                    .await
+                {
+                    Ok(purged) => {
+                        self.inner.metrics.sagas_purged.inc_by(purged);
+                        if purged < RETENTION_BATCH_MAX as u64 || *self.inner.draining.borrow() {
+                            break;
+                        }
+                        // Let the hot path's writes through between batches.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging finished sagas failed; will try again");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Stops taking new sagas and sending new calls; ends long polls. `shutdown` finishes the job.

@@ -41,6 +41,11 @@ enum Request {
         batch: AppendBatch,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    Purge {
+        before_ms: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<u64, Error>>,
+    },
 }
 
 /// The embedded journal: a SQLite file in WAL mode, written by one thread.
@@ -168,6 +173,14 @@ impl Store for SqliteStore {
         Box::pin(self.submit(move |reply| Request::Append { batch, reply }))
     }
 
+    fn purge_finished(&self, before_ms: u64, limit: usize) -> StoreFuture<'_, u64> {
+        Box::pin(self.submit(move |reply| Request::Purge {
+            before_ms,
+            limit,
+            reply,
+        }))
+    }
+
     fn get_saga<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<LoadedSaga>> {
         let id = id.to_owned();
         Box::pin(self.readers.run(move |conn| read::get_saga(conn, &id)))
@@ -237,6 +250,7 @@ enum Reply {
         Result<StartOutcome, Error>,
     ),
     Append(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+    Purge(oneshot::Sender<Result<u64, Error>>, Result<u64, Error>),
 }
 
 impl Reply {
@@ -251,6 +265,9 @@ impl Reply {
                 let _ = tx.send(commit.as_ref().map_err(fail).and(r));
             }
             Reply::Append(tx, r) => {
+                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
+            }
+            Reply::Purge(tx, r) => {
                 let _ = tx.send(commit.as_ref().map_err(fail).and(r));
             }
         }
@@ -279,7 +296,7 @@ fn writer_loop(
             .map(|r| match r {
                 Request::Start { saga, .. } => saga.events.len() as u64,
                 Request::Append { batch, .. } => batch.events.len() as u64,
-                Request::PutDefinition { .. } => 0,
+                Request::PutDefinition { .. } | Request::Purge { .. } => 0,
             })
             .sum();
         let commit = write_batch(&mut conn, batch.drain(..), &mut replies);
@@ -329,11 +346,17 @@ fn write_batch(
             } => Reply::Definition(reply, put_definition(&tx, &name, &body, now_ms)),
             Request::Start { saga, reply } => Reply::Start(reply, start_saga(&tx, &saga)),
             Request::Append { batch, reply } => Reply::Append(reply, append(&tx, &batch)),
+            Request::Purge {
+                before_ms,
+                limit,
+                reply,
+            } => Reply::Purge(reply, purge(&tx, before_ms, limit)),
         };
         let ok = match &reply {
             Reply::Definition(_, r) => r.is_ok(),
             Reply::Start(_, r) => r.is_ok(),
             Reply::Append(_, r) => r.is_ok(),
+            Reply::Purge(_, r) => r.is_ok(),
         };
         let released = if ok {
             run_cached(&tx, "RELEASE request")
@@ -349,6 +372,7 @@ fn write_batch(
                 Reply::Definition(tx, _) => Reply::Definition(tx, Err(error())),
                 Reply::Start(tx, _) => Reply::Start(tx, Err(error())),
                 Reply::Append(tx, _) => Reply::Append(tx, Err(error())),
+                Reply::Purge(tx, _) => Reply::Purge(tx, Err(error())),
             });
             continue;
         }
@@ -368,6 +392,7 @@ fn fail_request(request: Request, replies: &mut Vec<Reply>, message: &str) {
         Request::PutDefinition { reply, .. } => Reply::Definition(reply, Err(error())),
         Request::Start { reply, .. } => Reply::Start(reply, Err(error())),
         Request::Append { reply, .. } => Reply::Append(reply, Err(error())),
+        Request::Purge { reply, .. } => Reply::Purge(reply, Err(error())),
     });
 }
 
@@ -464,4 +489,21 @@ fn insert_events(
         stmt.execute(params![saga_id, event.at_ms as i64, body])?;
     }
     Ok(())
+}
+
+fn purge(conn: &Connection, before_ms: u64, limit: usize) -> Result<u64, Error> {
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM sagas WHERE status IN ('completed', 'compensated') \
+             AND updated_at_ms < ?1 ORDER BY seq LIMIT ?2",
+        )?
+        .query_map(params![before_ms as i64, limit as i64], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut events = conn.prepare_cached("DELETE FROM events WHERE saga_id = ?1")?;
+    let mut sagas = conn.prepare_cached("DELETE FROM sagas WHERE id = ?1")?;
+    for id in &ids {
+        events.execute(params![id])?;
+        sagas.execute(params![id])?;
+    }
+    Ok(ids.len() as u64)
 }
