@@ -39,6 +39,12 @@ pub enum Command {
     /// The bench's minimal participant (started by `sagaflow bench`).
     #[command(hide = true)]
     BenchParticipant(crate::bench::BenchParticipantArgs),
+    /// Run the example shop: the coordinator and four services as processes on loopback, a
+    /// workload of orders that takes every path, and a check of the invariants.
+    Demo(Box<crate::demo::DemoArgs>),
+    /// Run one service of the example shop (started by `sagaflow demo`).
+    #[command(hide = true)]
+    ShopService(Box<crate::demo::ShopServiceArgs>),
 }
 
 /// `sagaflow server`.

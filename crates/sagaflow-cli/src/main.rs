@@ -1,15 +1,18 @@
-//! `sagaflow`: run the coordinator (`sagaflow server`) and act on its definitions and sagas
-//! from a terminal (`sagaflow def …`, `sagaflow saga …`). `sagaflow --help` lists it all.
+//! `sagaflow`: run the coordinator (`sagaflow server`), act on its definitions and sagas
+//! from a terminal (`sagaflow def …`, `sagaflow saga …`), and see it all work on the example
+//! shop (`sagaflow demo`). `sagaflow --help` lists it all.
 //!
 //! Codemap: `cli.rs` is the command line (clap), `commands/` runs each command group and
-//! returns what to print, `render.rs` and `table.rs` turn answers into text, `input.rs` reads
-//! the user's files and JSON, `error.rs` turns any failure into one `error: …` line and an exit
+//! returns what to print, `demo/` is `sagaflow demo` (processes, workload, check, report),
+//! `render.rs` and `table.rs` turn answers into text, `input.rs` reads the user's files and
+//! JSON, `error.rs` turns any failure into one `error: …` line and an exit
 //! code (1 for a server or network problem, 2 for bad input). Nothing here panics on bad input
 //! or on a closed stdout.
 
 mod bench;
 mod cli;
 mod commands;
+mod demo;
 mod error;
 mod input;
 mod render;
@@ -22,6 +25,11 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
+
+/// mimalloc: the coordinator allocates many small, short-lived buffers per saga step; glibc's
+/// allocator showed up at about a tenth of its CPU in a profile (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,6 +46,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Server(args) => commands::server::run(args),
+        Command::Demo(args) => commands::demo::run(*args),
+        Command::ShopService(args) => commands::shop_service::run(*args),
         Command::Bench(args) => print(bench::run(args)?),
         Command::BenchParticipant(args) => bench::serve_participant(args),
         Command::Def(command) => {
