@@ -322,3 +322,62 @@ async fn concurrent_deliveries_of_one_step_apply_it_once() {
         );
     }
 }
+
+/// A hot row: many sagas' handlers read and write one counter under SERIALIZABLE. Their own
+/// statements conflict (40001); the ledger re-runs those deliveries, so every one is applied
+/// exactly once and none is answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_conflicts_on_a_hot_row_are_rerun_not_failed() {
+    let Some(Backend::Postgres(ledger)) = Backend::postgres().await else {
+        return;
+    };
+    ledger
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE hot (id INT PRIMARY KEY, n INT NOT NULL); INSERT INTO hot VALUES (1, 0);",
+        )
+        .await
+        .unwrap();
+    let ledger = Arc::new(ledger);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let ledger = Arc::clone(&ledger);
+        tasks.push(tokio::spawn(async move {
+            let d = delivery(&format!("hot-{i}"), "bump", Kind::Action, 1, json!({}));
+            ledger
+                .handle(&d, |tx, _| {
+                    Box::pin(async move {
+                        let n: i32 = tx
+                            .query_one("SELECT n FROM hot WHERE id = 1", &[])
+                            .await?
+                            .get(0);
+                        tokio::task::yield_now().await;
+                        tx.execute("UPDATE hot SET n = $1 WHERE id = 1", &[&(n + 1)])
+                            .await?;
+                        Ok::<_, tokio_postgres::Error>(Outcome::done(json!({"n": n + 1})))
+                    })
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        let answer = task
+            .await
+            .unwrap()
+            .expect("no delivery fails on a conflict");
+        assert_eq!(answer.status, 200);
+    }
+    let n: i32 = ledger
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT n FROM hot WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 24);
+}

@@ -102,7 +102,23 @@ pub struct PgLedger {
 
 enum Failure {
     Db(tokio_postgres::Error),
+    /// The handler's own statement hit a transaction conflict: re-run the delivery.
+    HandlerConflict(String),
     Other(Error),
+}
+
+/// Whether a handler's error is, or was caused by, a transaction conflict (40001 / 40P01).
+fn is_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(db) = e.downcast_ref::<tokio_postgres::Error>()
+            && is_retryable_sqlstate(db)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 impl From<tokio_postgres::Error> for Failure {
@@ -139,12 +155,14 @@ impl PgLedger {
     }
 
     /// Handles one delivery exactly once (see [`SqliteLedger::handle`](super::SqliteLedger)
-    /// for the rules). `f` may run more than once: a SERIALIZABLE conflict re-runs the whole
-    /// transaction, so it must do its work through the transaction it is given.
+    /// for the rules). `f` may run more than once: a SERIALIZABLE conflict — in the ledger's
+    /// statements or in the handler's own, when its error is or wraps (through `source()`) a
+    /// `tokio_postgres::Error` with SQLSTATE 40001 / 40P01 — re-runs the whole transaction, so
+    /// it must do its work through the transaction it is given.
     pub async fn handle<F, E>(&self, delivery: &Delivery, f: F) -> Result<Answer, Error>
     where
         F: for<'a> Fn(&'a Transaction<'a>, &'a Delivery) -> HandlerFuture<'a, E>,
-        E: std::fmt::Display,
+        E: std::error::Error + Send + Sync + 'static,
     {
         let result = retry_transaction(
             || async {
@@ -155,12 +173,17 @@ impl PgLedger {
                     .map_err(|e| Failure::Other(e.into()))?;
                 run_once(&mut client, delivery, &f).await
             },
-            |e| matches!(e, Failure::Db(db) if is_retryable_sqlstate(db)),
+            |e| match e {
+                Failure::Db(db) => is_retryable_sqlstate(db),
+                Failure::HandlerConflict(_) => true,
+                Failure::Other(_) => false,
+            },
         )
         .await;
         match result {
             Ok(answer) => Ok(answer),
             Err(Failure::Db(e)) => Err(e.into()),
+            Err(Failure::HandlerConflict(message)) => Err(Error::Database(message)),
             Err(Failure::Other(e)) => Err(e),
         }
     }
@@ -181,7 +204,7 @@ impl PgLedger {
 async fn run_once<F, E>(client: &mut Client, d: &Delivery, f: &F) -> Result<Answer, Failure>
 where
     F: for<'a> Fn(&'a Transaction<'a>, &'a Delivery) -> HandlerFuture<'a, E>,
-    E: std::fmt::Display,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let tx = client
         .build_transaction()
@@ -220,9 +243,13 @@ where
             }
         }
         Plan::Run => {
-            let outcome = f(&tx, d)
-                .await
-                .map_err(|e| Failure::Other(Error::Handler(e.to_string())))?;
+            let outcome = f(&tx, d).await.map_err(|e| {
+                if is_conflict(&e) {
+                    Failure::HandlerConflict(e.to_string())
+                } else {
+                    Failure::Other(Error::Handler(e.to_string()))
+                }
+            })?;
             let (status, body) = outcome.answer();
             record(
                 &tx,
