@@ -36,6 +36,9 @@ pub enum Command {
     Saga(SagaCommand),
     /// Benchmark the coordinator against a minimal participant (and the `direct` baseline).
     Bench(crate::bench::BenchArgs),
+    /// Apply the journal's schema migrations to a PostgreSQL store, then exit (for operators
+    /// who run them apart from the servers, e.g. as a Kubernetes Job).
+    Migrate(MigrateArgs),
     /// The bench's minimal participant (started by `sagaflow bench`).
     #[command(hide = true)]
     BenchParticipant(crate::bench::BenchParticipantArgs),
@@ -86,8 +89,26 @@ pub struct ServerArgs {
     #[arg(long, env = "SAGAFLOW_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
 
+    /// The journal: left out, the embedded SQLite file in --data-dir; or a `postgres://` URL
+    /// (several replicas share one PostgreSQL database; migrations run at start).
+    #[arg(long, env = "SAGAFLOW_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// How long completed and compensated sagas are kept before retention purges them, in
+    /// hours; 0 keeps them forever. Failed sagas are never purged. Default: 168 (7 days).
+    #[arg(long, env = "SAGAFLOW_RETENTION_HOURS", value_name = "HOURS")]
+    pub retention_hours: Option<u64>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// `sagaflow migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database to bring up to date (the embedded store migrates itself).
+    #[arg(long, env = "SAGAFLOW_STORE", value_name = "URL")]
+    pub store: String,
 }
 
 /// The coordinator's limits; each one left out keeps the server's default.

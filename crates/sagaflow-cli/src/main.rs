@@ -49,6 +49,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Demo(args) => commands::demo::run(*args),
         Command::ShopService(args) => commands::shop_service::run(*args),
         Command::Bench(args) => print(bench::run(args)?),
+        Command::Migrate(args) => commands::server::migrate(args),
         Command::BenchParticipant(args) => bench::serve_participant(args),
         Command::Def(command) => {
             let client = client(&cli.server)?;

@@ -9,8 +9,11 @@ use std::time::Duration;
 pub struct Config {
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
-    /// Where the embedded journal lives.
+    /// Where the embedded journal lives (when `store` is `None`).
     pub data_dir: PathBuf,
+    /// The journal's backend: `None` for the embedded SQLite file in `data_dir`, or a
+    /// `postgres://…` / `postgresql://…` URL for PostgreSQL, which several coordinators can share.
+    pub store: Option<String>,
     pub limits: Limits,
     /// How long a graceful shutdown waits for in-flight participant calls before it stops.
     pub shutdown_grace: Duration,
@@ -60,6 +63,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             data_dir: PathBuf::from("./sagaflow-data"),
+            store: None,
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(10),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),

@@ -1,7 +1,7 @@
 //! The Sagaflow coordinator: a durable saga orchestrator behind an HTTP API.
 //!
-//! - [`run`]: opens the journal, recovers unfinished sagas, serves the API until shutdown,
-//!   then drains and flushes.
+//! - [`run`]: opens the journal ([`open_store`]: embedded SQLite, or PostgreSQL), recovers
+//!   unfinished sagas, serves the API until shutdown, then drains and flushes.
 //! - `engine`: one task per live saga: `sagaflow_core::decide`, journal (write-ahead), call.
 //!   The dispatcher makes participant calls and classifies their answers.
 //! - `api`: the routes of `shared/API.md` ([`app`]), problem+json errors, OpenAPI.
@@ -22,6 +22,7 @@ pub use config::{Config, Limits};
 pub use engine::Engine;
 
 use sagaflow_store::Store;
+use sagaflow_store::postgres::{PgConfig, PgStore, redact_url};
 use sagaflow_store::sqlite::{SqliteConfig, SqliteStore};
 
 /// What stops the coordinator from starting or running.
@@ -32,6 +33,17 @@ pub enum Error {
         dir: std::path::PathBuf,
         source: sagaflow_store::Error,
     },
+    #[error("opening the journal at {store}: {source}")]
+    OpenStore {
+        /// The store's URL, without its password.
+        store: String,
+        source: sagaflow_store::Error,
+    },
+    #[error(
+        "unknown store {0:?}: expected a postgres:// or postgresql:// URL \
+         (or none, for the embedded journal in the data directory)"
+    )]
+    UnknownStore(String),
     #[error("recovering unfinished sagas: {0}")]
     Recovery(#[from] engine::EngineError),
     #[error("cannot listen on {addr}: {source}")]
@@ -43,25 +55,69 @@ pub enum Error {
     Serve(std::io::Error),
 }
 
-/// Runs the coordinator on its embedded journal until `shutdown` resolves, then stops taking
-/// requests, lets in-flight calls answer (up to `shutdown_grace`), and flushes the journal.
+/// Runs the coordinator on the journal `config.store` names until `shutdown` resolves, then
+/// stops taking requests, lets in-flight calls answer (up to `shutdown_grace`), and flushes the
+/// journal.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let store = SqliteStore::open(&config.data_dir, SqliteConfig::default()).map_err(|source| {
-        Error::Store {
-            dir: config.data_dir.clone(),
-            source,
-        }
-    })?;
+    let store = open_store(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
             addr: config.listen,
             source,
         })?;
-    serve(config, Arc::new(store), listener, shutdown).await
+    serve(config, store, listener, shutdown).await
+}
+
+/// Opens the journal `config.store` names: the embedded SQLite file in `data_dir` when it is
+/// `None`, PostgreSQL for a `postgres://` or `postgresql://` URL (migrating it first).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Error> {
+    match config.store.as_deref() {
+        None => {
+            let store =
+                SqliteStore::open(&config.data_dir, SqliteConfig::default()).map_err(|source| {
+                    Error::Store {
+                        dir: config.data_dir.clone(),
+                        source,
+                    }
+                })?;
+            Ok(Arc::new(store))
+        }
+        Some(url) if is_postgres_url(url) => {
+            let store = PgStore::open(url, PgConfig::default())
+                .await
+                .map_err(|source| Error::OpenStore {
+                    store: redact_url(url),
+                    source,
+                })?;
+            tracing::info!(store = %redact_url(url), "journal on PostgreSQL");
+            Ok(Arc::new(store))
+        }
+        Some(other) => Err(Error::UnknownStore(redact_url(other))),
+    }
+}
+
+/// Applies the pending migrations of the PostgreSQL store at `url` (what `open_store` does
+/// first), for operators who migrate before starting the coordinators.
+pub async fn migrate_store(url: &str) -> Result<(), Error> {
+    if !is_postgres_url(url) {
+        return Err(Error::UnknownStore(redact_url(url)));
+    }
+    PgStore::migrate(url)
+        .await
+        .map_err(|source| Error::OpenStore {
+            store: redact_url(url),
+            source,
+        })
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    scheme
+        .is_some_and(|s| s.eq_ignore_ascii_case("postgres") || s.eq_ignore_ascii_case("postgresql"))
 }
 
 /// Runs the coordinator on a given store and listener (tests and other backends use this).

@@ -5,10 +5,15 @@
 //!   queries, and loading what is unfinished after a restart.
 //! - [`sqlite`]: the embedded backend (the default): one writer thread doing group commit over a
 //!   WAL-mode SQLite file with `synchronous = FULL`, and a small pool of read connections.
+//! - [`postgres`] (feature `postgres`, on by default): the shared backend for several
+//!   coordinators, in SQL that CockroachDB also speaks: the same group commit over pipelined
+//!   statements, migrations at open, conflict retries.
 //! - [`conformance`]: the suite every backend must pass, written only against [`Store`].
 
 pub mod conformance;
 pub mod error;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 pub mod types;
 

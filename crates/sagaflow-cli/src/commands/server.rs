@@ -43,7 +43,12 @@ fn config(args: &ServerArgs) -> Config {
         shutdown_grace: args
             .shutdown_grace_secs
             .map_or(defaults.shutdown_grace, Duration::from_secs),
-        retention: defaults.retention,
+        retention: match args.retention_hours {
+            None => defaults.retention,
+            Some(0) => None,
+            Some(hours) => Some(Duration::from_secs(hours.saturating_mul(3600))),
+        },
+        store: args.store.clone(),
     }
 }
 
@@ -115,6 +120,17 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
             tracing::info!("interrupt received; shutting down");
         }
     })
+}
+
+/// `sagaflow migrate`: brings a PostgreSQL journal's schema up to date.
+pub fn migrate(args: crate::cli::MigrateArgs) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(sagaflow_server::migrate_store(&args.store))?;
+    println!("the journal's schema is up to date");
+    Ok(())
 }
 
 #[cfg(test)]

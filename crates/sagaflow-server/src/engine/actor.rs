@@ -172,6 +172,11 @@ impl Actor {
                         .observe(started.elapsed().as_secs_f64());
                     return true;
                 }
+                Err(e @ sagaflow_store::Error::CommitUnknown(_)) => {
+                    // Writing again could record the events twice: resume from the journal.
+                    tracing::error!(error = %e, "journal commit outcome unknown; the saga resumes from the journal at the next start");
+                    return false;
+                }
                 Err(sagaflow_store::Error::Closed) => {
                     tracing::info!(
                         "journal closed; the saga resumes from the journal at the next start"

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 
 use sagaflow_server::metrics::Metrics;
 use sagaflow_server::{Engine, Limits, app};
+use sagaflow_store::Store;
 use sagaflow_store::sqlite::{SqliteConfig, SqliteStore};
 
 pub struct Coordinator {
@@ -34,6 +35,18 @@ impl Coordinator {
     pub async fn with_limits(limits: Limits) -> Coordinator {
         let dir = tempfile::tempdir().unwrap();
         Coordinator::open(dir, limits).await
+    }
+
+    /// A coordinator on a journal opened elsewhere (another backend); `dir` is then unused.
+    pub async fn on_store(store: Arc<dyn Store>) -> Coordinator {
+        let engine = Engine::new(store, Limits::default(), Arc::new(Metrics::new()));
+        engine.recover().await.unwrap();
+        let router = app(engine.clone());
+        Coordinator {
+            engine,
+            router,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub async fn open(dir: tempfile::TempDir, limits: Limits) -> Coordinator {

@@ -1,0 +1,905 @@
+//! The writer task: group commit of every write request into one transaction.
+//!
+//! A batch is run as pipelined rounds on one connection. The first round sends `BEGIN`, the
+//! writer's marker upsert, then `SAVEPOINT` / the request's one statement / `RELEASE` for every
+//! request, all before reading any answer. When a request's statement fails, the transaction is
+//! aborted from there on: its savepoint is rolled back and the requests after it are sent again
+//! in the next round. `COMMIT` is sent alone once every request has an answer, and the answers
+//! go out only after it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use deadpool_postgres::{Object, Pool};
+use sagaflow_core::Event;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
+
+use super::PgConfig;
+use super::connect::{describe, is_conflict, is_connection_failure, unavailable};
+use super::read::{saga_row, to_i64};
+use super::store::{StatsCells, random_u64};
+use crate::{AppendBatch, DefinitionRecord, Error, NewSaga, StartOutcome};
+
+/// A write waiting for the writer, with where to send its answer.
+pub(crate) struct Request {
+    pub(crate) op: Op,
+    pub(crate) reply: ReplyTx,
+}
+
+pub(crate) enum Op {
+    PutDefinition {
+        name: String,
+        body: String,
+        now_ms: u64,
+    },
+    Start(NewSaga),
+    Append(AppendBatch),
+    Purge {
+        before_ms: u64,
+        limit: usize,
+    },
+}
+
+pub(crate) enum ReplyTx {
+    Definition(oneshot::Sender<Result<(DefinitionRecord, bool), Error>>),
+    Start(oneshot::Sender<Result<StartOutcome, Error>>),
+    Append(oneshot::Sender<Result<(), Error>>),
+    Purge(oneshot::Sender<Result<u64, Error>>),
+}
+
+/// What a request did, once its batch committed.
+enum Outcome {
+    Definition(DefinitionRecord, bool),
+    Start(StartOutcome),
+    Append,
+    Purged(u64),
+}
+
+impl ReplyTx {
+    fn send(self, result: Result<Outcome, Error>) {
+        let mismatch = || Error::Corrupt("internal: a request got another kind's answer".into());
+        // A caller that stopped waiting is no one's concern here.
+        match self {
+            ReplyTx::Definition(tx) => {
+                let _ = tx.send(result.and_then(|o| match o {
+                    Outcome::Definition(record, created) => Ok((record, created)),
+                    _ => Err(mismatch()),
+                }));
+            }
+            ReplyTx::Start(tx) => {
+                let _ = tx.send(result.and_then(|o| match o {
+                    Outcome::Start(outcome) => Ok(outcome),
+                    _ => Err(mismatch()),
+                }));
+            }
+            ReplyTx::Append(tx) => {
+                let _ = tx.send(result.and_then(|o| match o {
+                    Outcome::Append => Ok(()),
+                    _ => Err(mismatch()),
+                }));
+            }
+            ReplyTx::Purge(tx) => {
+                let _ = tx.send(result.and_then(|o| match o {
+                    Outcome::Purged(count) => Ok(count),
+                    _ => Err(mismatch()),
+                }));
+            }
+        }
+    }
+}
+
+// ---- the statements ---------------------------------------------------------------------------
+
+/// Records the batch's number in the writer's row, in the batch's transaction: the proof that
+/// the batch committed, should the answer to `COMMIT` be lost.
+const MARK_SQL: &str = "INSERT INTO sagaflow_writers (id, batch, at_ms) VALUES ($1, $2, $3) \
+     ON CONFLICT (id) DO UPDATE SET batch = excluded.batch, at_ms = excluded.at_ms";
+
+/// The next version of a definition, unless its latest body is the same. One row: (version,
+/// created_at_ms, created). No row: another process took the version in between (retry).
+const PUT_DEFINITION_SQL: &str = "\
+WITH latest AS (
+    SELECT version, body, created_at_ms FROM sagaflow_definitions
+    WHERE name = $1::TEXT ORDER BY version DESC LIMIT 1
+), inserted AS (
+    INSERT INTO sagaflow_definitions (name, version, body, created_at_ms)
+    SELECT $1::TEXT, COALESCE((SELECT version FROM latest), 0) + 1, $2::TEXT, $3::BIGINT
+    WHERE NOT EXISTS (SELECT 1 FROM latest WHERE body = $2::TEXT)
+    ON CONFLICT (name, version) DO NOTHING
+    RETURNING version, created_at_ms
+)
+SELECT version, created_at_ms, true FROM inserted
+UNION ALL
+SELECT version, created_at_ms, false FROM latest WHERE body = $2::TEXT";
+
+/// A saga's row and first events, unless its idempotency key is taken. One row: (inserted
+/// count, the key's holder or NULLs). Neither inserted nor a visible holder: the holder
+/// committed after this statement's snapshot (retry). A taken id fails the statement.
+const START_SQL: &str = "\
+WITH saga AS (
+    INSERT INTO sagaflow_sagas (id, definition, version, status, created_at_ms, updated_at_ms,
+                                idempotency_key, request_hash, events_count)
+    VALUES ($1::TEXT, $2::TEXT, $3::BIGINT, $4::TEXT, $5::BIGINT, $6::BIGINT,
+            $7::TEXT, $8::TEXT, $9::BIGINT)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), journal AS (
+    INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
+    SELECT saga.id, e.ord - 1, e.at_ms, e.body
+    FROM saga, unnest($10::BIGINT[], $11::TEXT[]) WITH ORDINALITY AS e (at_ms, body, ord)
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM saga), s.seq, s.id, s.definition, s.version, s.status,
+       s.created_at_ms, s.updated_at_ms, s.idempotency_key, s.request_hash
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN sagaflow_sagas s
+    ON s.idempotency_key = $7::TEXT AND NOT EXISTS (SELECT 1 FROM saga)";
+
+/// A saga's new status and next events, at the positions after its journal's end. One row
+/// when the saga exists; none (and nothing written) when it does not.
+const APPEND_SQL: &str = "\
+WITH saga AS (
+    UPDATE sagaflow_sagas
+    SET status = $2::TEXT, updated_at_ms = $3::BIGINT, events_count = events_count + $4::BIGINT
+    WHERE id = $1::TEXT
+    RETURNING events_count - $4::BIGINT AS first_pos
+), journal AS (
+    INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
+    SELECT $1::TEXT, saga.first_pos + e.ord - 1, e.at_ms, e.body
+    FROM saga, unnest($5::BIGINT[], $6::TEXT[]) WITH ORDINALITY AS e (at_ms, body, ord)
+    RETURNING 1
+)
+SELECT first_pos FROM saga";
+
+/// Retention: up to `$2` sagas that ended well before `$1`, with their journals. One row: how
+/// many sagas went.
+const PURGE_SQL: &str = "\
+WITH doomed AS (
+    SELECT id FROM sagaflow_sagas
+    WHERE status IN ('completed', 'compensated') AND updated_at_ms < $1::BIGINT
+    ORDER BY seq LIMIT $2::BIGINT
+), journal AS (
+    DELETE FROM sagaflow_events WHERE saga_id IN (SELECT id FROM doomed)
+    RETURNING 1
+), sagas AS (
+    DELETE FROM sagaflow_sagas WHERE id IN (SELECT id FROM doomed)
+    RETURNING 1
+)
+SELECT COUNT(*) FROM sagas";
+
+/// Waits for the row lock of a transaction that may still be committing, then reads.
+const RESOLVE_SQL: &str = "SELECT batch FROM sagaflow_writers WHERE id = $1 FOR UPDATE";
+
+struct Statements {
+    savepoint: Statement,
+    release: Statement,
+    mark: Statement,
+    put_definition: Statement,
+    start: Statement,
+    append: Statement,
+    purge: Statement,
+}
+
+impl Statements {
+    /// Prepared once per connection (deadpool keeps them in the connection's cache).
+    async fn prepare(client: &Object) -> Result<Statements, tokio_postgres::Error> {
+        Ok(Statements {
+            // Prepared too: a simple query would be parsed again for every request.
+            savepoint: client.prepare_cached("SAVEPOINT request").await?,
+            release: client.prepare_cached("RELEASE SAVEPOINT request").await?,
+            mark: client.prepare_cached(MARK_SQL).await?,
+            put_definition: client.prepare_cached(PUT_DEFINITION_SQL).await?,
+            start: client.prepare_cached(START_SQL).await?,
+            append: client.prepare_cached(APPEND_SQL).await?,
+            purge: client.prepare_cached(PURGE_SQL).await?,
+        })
+    }
+}
+
+/// A request's parameters, encoded once per batch (a batch may run several times).
+enum Encoded {
+    Definition {
+        name: String,
+        body: String,
+        now_ms: i64,
+    },
+    Start {
+        id: String,
+        definition: String,
+        version: i64,
+        status: &'static str,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+        idempotency_key: Option<String>,
+        request_hash: Option<String>,
+        events: Journal,
+    },
+    Append {
+        id: String,
+        status: &'static str,
+        updated_at_ms: i64,
+        events: Journal,
+    },
+    Purge {
+        before_ms: i64,
+        limit: i64,
+    },
+}
+
+/// Events as the columns `unnest` takes.
+struct Journal {
+    count: i64,
+    at_ms: Vec<i64>,
+    bodies: Vec<String>,
+}
+
+impl Journal {
+    fn encode(events: &[Event]) -> Result<Journal, Error> {
+        let mut at_ms = Vec::with_capacity(events.len());
+        let mut bodies = Vec::with_capacity(events.len());
+        for event in events {
+            at_ms.push(to_i64(event.at_ms, "event at_ms")?);
+            bodies.push(serde_json::to_string(event)?);
+        }
+        Ok(Journal {
+            count: events.len() as i64,
+            at_ms,
+            bodies,
+        })
+    }
+}
+
+fn encode(op: &Op) -> Result<Encoded, Error> {
+    Ok(match op {
+        Op::PutDefinition { name, body, now_ms } => Encoded::Definition {
+            name: name.clone(),
+            body: body.clone(),
+            now_ms: to_i64(*now_ms, "created_at_ms")?,
+        },
+        Op::Start(saga) => {
+            let r = &saga.record;
+            Encoded::Start {
+                id: r.id.clone(),
+                definition: r.definition.clone(),
+                version: i64::from(r.version),
+                status: r.status.as_str(),
+                created_at_ms: to_i64(r.created_at_ms, "created_at_ms")?,
+                updated_at_ms: to_i64(r.updated_at_ms, "updated_at_ms")?,
+                idempotency_key: r.idempotency_key.clone(),
+                request_hash: r.request_hash.clone(),
+                events: Journal::encode(&saga.events)?,
+            }
+        }
+        Op::Append(batch) => Encoded::Append {
+            id: batch.saga_id.clone(),
+            status: batch.status.as_str(),
+            updated_at_ms: to_i64(batch.updated_at_ms, "updated_at_ms")?,
+            events: Journal::encode(&batch.events)?,
+        },
+        Op::Purge { before_ms, limit } => Encoded::Purge {
+            before_ms: to_i64(*before_ms, "before_ms")?,
+            limit: i64::try_from(*limit).unwrap_or(i64::MAX),
+        },
+    })
+}
+
+fn events_of(op: &Op) -> u64 {
+    match op {
+        Op::Start(saga) => saga.events.len() as u64,
+        Op::Append(batch) => batch.events.len() as u64,
+        Op::PutDefinition { .. } | Op::Purge { .. } => 0,
+    }
+}
+
+// ---- pipelining -------------------------------------------------------------------------------
+
+type Answer<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
+
+fn simple<'a>(client: &'a Object, sql: &'static str) -> Answer<'a> {
+    Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
+}
+
+fn prepared<'a>(
+    client: &'a Object,
+    statement: &'a Statement,
+    params: Vec<&'a (dyn ToSql + Sync)>,
+) -> Answer<'a> {
+    Box::pin(async move { client.query(statement, &params).await })
+}
+
+fn request<'a>(client: &'a Object, statements: &'a Statements, encoded: &'a Encoded) -> Answer<'a> {
+    match encoded {
+        Encoded::Definition { name, body, now_ms } => {
+            prepared(client, &statements.put_definition, vec![name, body, now_ms])
+        }
+        Encoded::Start {
+            id,
+            definition,
+            version,
+            status,
+            created_at_ms,
+            updated_at_ms,
+            idempotency_key,
+            request_hash,
+            events,
+        } => prepared(
+            client,
+            &statements.start,
+            vec![
+                id,
+                definition,
+                version,
+                status,
+                created_at_ms,
+                updated_at_ms,
+                idempotency_key,
+                request_hash,
+                &events.count,
+                &events.at_ms,
+                &events.bodies,
+            ],
+        ),
+        Encoded::Append {
+            id,
+            status,
+            updated_at_ms,
+            events,
+        } => prepared(
+            client,
+            &statements.append,
+            vec![
+                id,
+                status,
+                updated_at_ms,
+                &events.count,
+                &events.at_ms,
+                &events.bodies,
+            ],
+        ),
+        Encoded::Purge { before_ms, limit } => {
+            prepared(client, &statements.purge, vec![before_ms, limit])
+        }
+    }
+}
+
+/// Sends every statement before reading any answer, in order, then collects the answers.
+///
+/// A tokio-postgres query writes its messages to the connection on its first poll, so polling
+/// each future once, in order, puts them on the wire in that order; the server answers in the
+/// same order.
+async fn pipeline(mut answers: Vec<Answer<'_>>) -> Vec<Result<Vec<Row>, tokio_postgres::Error>> {
+    let mut done: Vec<Option<Result<Vec<Row>, tokio_postgres::Error>>> =
+        answers.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (answer, slot) in answers.iter_mut().zip(done.iter_mut()) {
+            if let Poll::Ready(result) = answer.as_mut().poll(cx) {
+                *slot = Some(result);
+            }
+        }
+        Poll::Ready(())
+    })
+    .await;
+    let mut results = Vec::with_capacity(answers.len());
+    for (answer, slot) in answers.iter_mut().zip(done) {
+        results.push(match slot {
+            Some(result) => result,
+            None => answer.await,
+        });
+    }
+    results
+}
+
+// ---- one run of a batch -----------------------------------------------------------------------
+
+/// Why a run of a batch did not commit.
+enum BatchError {
+    /// A serialization failure, a deadlock, or a race with another process: run it again.
+    Conflict(String),
+    /// The connection failed before `COMMIT` was sent: nothing landed.
+    Unavailable(String),
+    /// The server refused something outside any one request (or `COMMIT`): nothing landed.
+    Failed(String),
+    /// The connection failed after `COMMIT` was sent: the batch may have landed, and if so,
+    /// these are its answers.
+    Ambiguous(String, Vec<Result<Outcome, Error>>),
+}
+
+impl BatchError {
+    /// A statement outside any one request failed.
+    fn from_statement(e: &tokio_postgres::Error) -> BatchError {
+        if is_connection_failure(e) {
+            BatchError::Unavailable(describe(e))
+        } else if is_conflict(e) {
+            BatchError::Conflict(describe(e))
+        } else {
+            BatchError::Failed(describe(e))
+        }
+    }
+}
+
+/// What a request's one statement answered.
+enum Interpreted {
+    Done(Result<Outcome, Error>),
+    /// Another process changed what the statement relied on after its snapshot.
+    Raced(&'static str),
+}
+
+fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
+    Ok(match op {
+        Op::PutDefinition { name, body, .. } => match rows.first() {
+            None => Interpreted::Raced("another process registered a version of the definition"),
+            Some(row) => {
+                let version: i64 = row.try_get(0)?;
+                let created_at_ms: i64 = row.try_get(1)?;
+                let created: bool = row.try_get(2)?;
+                let record = DefinitionRecord {
+                    name: name.clone(),
+                    version: super::read::to_u32(version, "definition version")?,
+                    body: body.clone(),
+                    created_at_ms: super::read::to_u64(created_at_ms, "created_at_ms")?,
+                };
+                Interpreted::Done(Ok(Outcome::Definition(record, created)))
+            }
+        },
+        Op::Start(_) => {
+            let row = rows
+                .first()
+                .ok_or_else(|| Error::Corrupt("starting a saga answered no row".into()))?;
+            let inserted: i64 = row.try_get(0)?;
+            let holder: Option<&str> = row.try_get(2)?;
+            if inserted > 0 {
+                Interpreted::Done(Ok(Outcome::Start(StartOutcome::Created)))
+            } else if holder.is_some() {
+                let (_, record) = saga_row(row, 1)?;
+                Interpreted::Done(Ok(Outcome::Start(StartOutcome::Existing(record))))
+            } else {
+                Interpreted::Raced("another process took the idempotency key")
+            }
+        }
+        Op::Append(batch) => Interpreted::Done(if rows.is_empty() {
+            Err(Error::Corrupt(format!("no saga {}", batch.saga_id)))
+        } else {
+            Ok(Outcome::Append)
+        }),
+        Op::Purge { .. } => {
+            let row = rows
+                .first()
+                .ok_or_else(|| Error::Corrupt("purging answered no row".into()))?;
+            let count: i64 = row.try_get(0)?;
+            Interpreted::Done(Ok(Outcome::Purged(super::read::to_u64(count, "purged")?)))
+        }
+    })
+}
+
+/// The writer's marker for one batch: (writer id, batch number, now).
+struct Mark {
+    writer: i64,
+    batch: i64,
+    at_ms: i64,
+}
+
+/// Runs a batch once: one transaction, each request in its own savepoint.
+async fn run_once(
+    client: &Object,
+    statements: &Statements,
+    ops: &[Op],
+    encoded: &[Encoded],
+    mark: &Mark,
+) -> Result<Vec<Result<Outcome, Error>>, BatchError> {
+    let total = encoded.len();
+    let mut results: Vec<Option<Result<Outcome, Error>>> = (0..total).map(|_| None).collect();
+    let mut next = 0;
+    let mut prefix = vec![
+        simple(client, "BEGIN"),
+        prepared(
+            client,
+            &statements.mark,
+            vec![&mark.writer, &mark.batch, &mark.at_ms],
+        ),
+    ];
+    loop {
+        let prefix_len = prefix.len();
+        let mut sent = prefix;
+        for encoded in &encoded[next..] {
+            sent.push(prepared(client, &statements.savepoint, Vec::new()));
+            sent.push(request(client, statements, encoded));
+            sent.push(prepared(client, &statements.release, Vec::new()));
+        }
+        let mut answers = pipeline(sent).await.into_iter();
+        for answer in answers.by_ref().take(prefix_len) {
+            answer.map_err(|e| BatchError::from_statement(&e))?;
+        }
+        let mut failed = None;
+        for index in next..total {
+            let (Some(savepoint), Some(statement), Some(release)) =
+                (answers.next(), answers.next(), answers.next())
+            else {
+                return Err(BatchError::Failed("internal: an answer is missing".into()));
+            };
+            savepoint.map_err(|e| BatchError::from_statement(&e))?;
+            let rows = match statement {
+                Ok(rows) => rows,
+                Err(e) if is_connection_failure(&e) || is_conflict(&e) => {
+                    return Err(BatchError::from_statement(&e));
+                }
+                Err(e) => {
+                    // The request alone fails; the transaction is aborted from here on.
+                    results[index] = Some(Err(Error::Postgres(e)));
+                    failed = Some(index);
+                    break;
+                }
+            };
+            match interpret(&ops[index], &rows) {
+                Ok(Interpreted::Done(result)) => results[index] = Some(result),
+                Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
+                // Its savepoint is already released: the batch cannot undo it alone.
+                Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
+            }
+            release.map_err(|e| BatchError::from_statement(&e))?;
+        }
+        match failed {
+            None => break,
+            Some(index) => {
+                // Undo the failed request; the requests after it are sent again.
+                next = index + 1;
+                prefix = vec![
+                    simple(client, "ROLLBACK TO SAVEPOINT request"),
+                    simple(client, "RELEASE SAVEPOINT request"),
+                ];
+            }
+        }
+    }
+    let results: Vec<Result<Outcome, Error>> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Error::Corrupt("internal: a request was not run".into()))))
+        .collect();
+    match client.batch_execute("COMMIT").await {
+        Ok(()) => Ok(results),
+        Err(e) if is_connection_failure(&e) => Err(BatchError::Ambiguous(describe(&e), results)),
+        Err(e) if is_conflict(&e) => Err(BatchError::Conflict(describe(&e))),
+        Err(e) => Err(BatchError::Failed(format!(
+            "commit refused: {}",
+            describe(&e)
+        ))),
+    }
+}
+
+// ---- the writer -------------------------------------------------------------------------------
+
+/// Longest pause between two tries to reconnect, so a database that is down is not hammered.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
+/// First pause after a failed connect.
+const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(50);
+
+pub(crate) struct Writer {
+    pool: Pool,
+    /// The connection, kept between batches; `None` after it failed.
+    conn: Option<Object>,
+    config: PgConfig,
+    stats: Arc<StatsCells>,
+    /// This writer's row in `sagaflow_writers`.
+    id: i64,
+    /// The number of the last batch run.
+    batch: i64,
+    /// When the last connect failed: wait until then before the next try.
+    reconnect_at: Option<Instant>,
+    reconnect_delay: Duration,
+}
+
+impl Writer {
+    pub(crate) fn new(pool: Pool, config: PgConfig, stats: Arc<StatsCells>) -> Writer {
+        Writer {
+            pool,
+            conn: None,
+            config,
+            stats,
+            // Positive, so it reads as what it is in the table.
+            id: (random_u64() >> 1) as i64,
+            batch: 0,
+            reconnect_at: None,
+            reconnect_delay: RECONNECT_DELAY_MIN,
+        }
+    }
+
+    /// Registers the writer's row, so that the first batch's outcome can be resolved.
+    pub(crate) async fn register(&mut self, now_ms: i64) -> Result<(), Error> {
+        let conn = self.checkout().await?;
+        // An answered write must survive a crash of the database. (CockroachDB has no such
+        // setting: the query fails there and nothing is said.)
+        if let Ok(row) = conn.query_one("SHOW synchronous_commit", &[]).await
+            && let Ok(setting) = row.try_get::<_, String>(0)
+            && setting == "off"
+        {
+            tracing::warn!(
+                "synchronous_commit is off: writes answered as durable can be lost if the \
+                 database crashes; turn it on"
+            );
+        }
+        let marked = conn
+            .execute(MARK_SQL, &[&self.id, &self.batch, &now_ms])
+            .await;
+        self.checkin(conn);
+        marked?;
+        Ok(())
+    }
+
+    /// Takes requests until the channel closes and every sender is gone, then removes its row.
+    pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let batch_max = self.config.batch_max.max(1);
+        let mut batch = Vec::with_capacity(batch_max);
+        while let Some(first) = requests.recv().await {
+            batch.push(first);
+            while batch.len() < batch_max {
+                match requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.write(&mut batch).await;
+        }
+        if let Ok(conn) = self.checkout().await
+            && let Err(e) = conn
+                .execute("DELETE FROM sagaflow_writers WHERE id = $1", &[&self.id])
+                .await
+        {
+            tracing::debug!(error = %describe(&e), "removing the writer's row failed");
+        }
+    }
+
+    /// The writer's connection, reconnecting (after a pause if the last try failed). Give it
+    /// back with `checkin` when it is fit for the next batch; drop it otherwise (`discard`).
+    async fn checkout(&mut self) -> Result<Object, Error> {
+        if let Some(conn) = self.conn.take() {
+            if !conn.is_closed() {
+                return Ok(conn);
+            }
+            discard(conn);
+        }
+        if let Some(at) = self.reconnect_at {
+            tokio::time::sleep_until(at).await;
+        }
+        match self.pool.get().await {
+            Ok(conn) => {
+                if self.reconnect_at.take().is_some() {
+                    tracing::info!("journal writer reconnected to the database");
+                }
+                self.reconnect_delay = RECONNECT_DELAY_MIN;
+                Ok(conn)
+            }
+            Err(e) => {
+                let error = unavailable(e);
+                if self.reconnect_at.is_none() {
+                    tracing::error!(%error, "journal writer cannot reach the database");
+                } else {
+                    tracing::debug!(%error, "journal writer still cannot reach the database");
+                }
+                self.reconnect_at = Some(Instant::now() + jitter(self.reconnect_delay));
+                self.reconnect_delay = (self.reconnect_delay * 2).min(RECONNECT_DELAY_MAX);
+                Err(error)
+            }
+        }
+    }
+
+    fn checkin(&mut self, conn: Object) {
+        self.conn = Some(conn);
+    }
+
+    /// Ends a failed run's transaction and keeps the connection; one that cannot is dropped.
+    async fn rollback(&mut self, conn: Object) {
+        if conn.batch_execute("ROLLBACK").await.is_ok() {
+            self.checkin(conn);
+        } else {
+            discard(conn);
+        }
+    }
+
+    async fn write(&mut self, requests: &mut Vec<Request>) {
+        let mut ops = Vec::with_capacity(requests.len());
+        let mut encoded = Vec::with_capacity(requests.len());
+        let mut replies = Vec::with_capacity(requests.len());
+        for Request { op, reply } in requests.drain(..) {
+            match encode(&op) {
+                Ok(e) => {
+                    ops.push(op);
+                    encoded.push(e);
+                    replies.push(reply);
+                }
+                // Never sent: it fails alone.
+                Err(e) => reply.send(Err(e)),
+            }
+        }
+        if ops.is_empty() {
+            return;
+        }
+        self.batch += 1;
+        let outcome = self.commit(&ops, &encoded).await;
+        match outcome {
+            Ok(results) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .requests
+                    .fetch_add(ops.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .events
+                    .fetch_add(ops.iter().map(events_of).sum(), Ordering::Relaxed);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    reply.send(result);
+                }
+            }
+            Err(failure) => {
+                for reply in replies {
+                    reply.send(Err(failure.to_error()));
+                }
+            }
+        }
+    }
+
+    /// Runs the batch until it commits, fails for good, or runs out of conflict retries.
+    async fn commit(
+        &mut self,
+        ops: &[Op],
+        encoded: &[Encoded],
+    ) -> Result<Vec<Result<Outcome, Error>>, Failure> {
+        let mark = Mark {
+            writer: self.id,
+            batch: self.batch,
+            at_ms: now_ms(),
+        };
+        let tries_max = self.config.conflict_tries_max.max(1);
+        let mut backoff = self.config.conflict_backoff;
+        for attempt in 1..=tries_max {
+            let conn = self.checkout().await.map_err(|e| match e {
+                Error::Unavailable(message) => Failure::Unavailable(message),
+                other => Failure::Unavailable(other.to_string()),
+            })?;
+            let statements = match Statements::prepare(&conn).await {
+                Ok(statements) => statements,
+                Err(e) if is_connection_failure(&e) => {
+                    discard(conn);
+                    return Err(Failure::Unavailable(describe(&e)));
+                }
+                Err(e) => {
+                    self.checkin(conn);
+                    return Err(Failure::Failed(format!(
+                        "preparing statements: {}",
+                        describe(&e)
+                    )));
+                }
+            };
+            let ran = run_once(&conn, &statements, ops, encoded, &mark).await;
+            match ran {
+                Ok(results) => {
+                    self.checkin(conn);
+                    return Ok(results);
+                }
+                Err(BatchError::Conflict(message)) => {
+                    self.rollback(conn).await;
+                    if attempt == tries_max {
+                        tracing::warn!(%message, attempt, "journal batch gave up on conflicts");
+                        return Err(Failure::Conflict(message));
+                    }
+                    tracing::debug!(%message, attempt, "journal batch conflicted; running it again");
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff *= 2;
+                }
+                Err(BatchError::Unavailable(message)) => {
+                    tracing::warn!(%message, "journal batch lost its connection; nothing was written");
+                    discard(conn);
+                    return Err(Failure::Unavailable(message));
+                }
+                Err(BatchError::Failed(message)) => {
+                    tracing::error!(%message, "journal batch failed");
+                    self.rollback(conn).await;
+                    return Err(Failure::Failed(message));
+                }
+                Err(BatchError::Ambiguous(message, results)) => {
+                    discard(conn);
+                    tracing::warn!(%message, "journal lost its connection during COMMIT; resolving");
+                    return match self.resolve(mark.batch).await {
+                        Ok(true) => {
+                            tracing::info!("the batch whose COMMIT lost its answer had landed");
+                            Ok(results)
+                        }
+                        Ok(false) => Err(Failure::Unavailable(format!(
+                            "{message} (the batch did not land)"
+                        ))),
+                        Err(why) => {
+                            tracing::error!(%message, %why, "cannot learn whether a journal batch landed");
+                            Err(Failure::Unknown(format!("{message}; {why}")))
+                        }
+                    };
+                }
+            }
+        }
+        Err(Failure::Conflict("no tries".into()))
+    }
+
+    /// Whether batch `batch` committed: waits for the writer row's lock (held by the old
+    /// transaction until it commits or aborts), then reads the number it holds.
+    async fn resolve(&mut self, batch: i64) -> Result<bool, String> {
+        let deadline = Instant::now() + self.config.resolve_timeout;
+        let mut delay = RECONNECT_DELAY_MIN;
+        loop {
+            let failure = match tokio::time::timeout_at(deadline, self.pool.get()).await {
+                Err(_) => return Err("timed out reconnecting".into()),
+                Ok(Err(e)) => unavailable(e).to_string(),
+                Ok(Ok(client)) => {
+                    let read = async {
+                        let statement = client.prepare_cached(RESOLVE_SQL).await?;
+                        client.query(&statement, &[&self.id]).await
+                    };
+                    match tokio::time::timeout_at(deadline, read).await {
+                        Ok(Ok(rows)) => {
+                            let landed = match rows.first() {
+                                Some(row) => row.try_get::<_, i64>(0).map_err(|e| describe(&e))?,
+                                None => -1,
+                            };
+                            return Ok(landed == batch);
+                        }
+                        Ok(Err(e)) => {
+                            let message = describe(&e);
+                            discard(client);
+                            message
+                        }
+                        Err(_) => {
+                            // Closing the connection ends the server's wait for the lock.
+                            discard(client);
+                            return Err("timed out waiting for the old transaction to end".into());
+                        }
+                    }
+                }
+            };
+            if Instant::now() + delay >= deadline {
+                return Err(failure);
+            }
+            tracing::debug!(%failure, "resolving a lost COMMIT; trying again");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+        }
+    }
+}
+
+/// Drops a connection for good (it is broken, or in an unknown state).
+fn discard(conn: Object) {
+    drop(Object::take(conn));
+}
+
+/// Why a batch failed, for every request in it.
+enum Failure {
+    Unavailable(String),
+    Conflict(String),
+    Failed(String),
+    Unknown(String),
+}
+
+impl Failure {
+    fn to_error(&self) -> Error {
+        match self {
+            Failure::Unavailable(m) => Error::Unavailable(m.clone()),
+            Failure::Conflict(m) => Error::Conflict(m.clone()),
+            Failure::Failed(m) => Error::Corrupt(format!("the journal batch failed: {m}")),
+            Failure::Unknown(m) => Error::CommitUnknown(m.clone()),
+        }
+    }
+}
+
+/// Between half and all of `delay`, so writers that failed together do not retry together.
+fn jitter(delay: Duration) -> Duration {
+    let half = delay / 2;
+    let spread = half.as_micros().max(1) as u64;
+    half + Duration::from_micros(random_u64() % spread)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
