@@ -12,10 +12,18 @@ use serde_json::json;
 enum Backend {
     /// The ledger, and the directory its file lives in (kept until the test ends).
     Sqlite(Arc<SqliteLedger>, #[allow(dead_code)] tempfile::TempDir),
-    Postgres(PgLedger),
+    /// The ledger and the schema it lives in (dropped when the test is done with it).
+    Postgres(PgLedger, String),
 }
 
 impl Backend {
+    /// Drops a PostgreSQL backend's schema.
+    async fn cleanup(&self) {
+        if let Backend::Postgres(ledger, schema) = self {
+            drop_schema(ledger, schema).await;
+        }
+    }
+
     async fn sqlite() -> Backend {
         let dir = tempfile::tempdir().unwrap();
         let ledger = SqliteLedger::open(dir.path().join("p.db")).unwrap();
@@ -53,7 +61,7 @@ impl Backend {
             )
             .await
             .unwrap();
-        Some(Backend::Postgres(ledger))
+        Some(Backend::Postgres(ledger, schema))
     }
 
     async fn deliver(&self, d: Delivery) -> (u16, serde_json::Value, bool) {
@@ -72,7 +80,7 @@ impl Backend {
                 })
                 .await
                 .unwrap(),
-            Backend::Postgres(ledger) => ledger
+            Backend::Postgres(ledger, _) => ledger
                 .handle(&d, |tx, d| {
                     Box::pin(async move {
                         if d.kind == Kind::Action && d.input["refuse"] == d.step.as_str() {
@@ -111,7 +119,7 @@ impl Backend {
                     .await
                     .unwrap()
             }
-            Backend::Postgres(ledger) => ledger
+            Backend::Postgres(ledger, _) => ledger
                 .pool()
                 .get()
                 .await
@@ -129,9 +137,17 @@ impl Backend {
     async fn duplicates(&self) -> u64 {
         match self {
             Backend::Sqlite(ledger, _) => ledger.duplicates().await.unwrap(),
-            Backend::Postgres(ledger) => ledger.duplicates().await.unwrap(),
+            Backend::Postgres(ledger, _) => ledger.duplicates().await.unwrap(),
         }
     }
+}
+
+async fn drop_schema(ledger: &PgLedger, schema: &str) {
+    let client = ledger.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
 }
 
 fn rand_u64() -> u64 {
@@ -210,6 +226,7 @@ async fn a_duplicate_delivery_gets_the_recorded_answer_and_changes_nothing() {
             "{name}: applied once"
         );
         assert_eq!(b.duplicates().await, 2, "{name}");
+        b.cleanup().await;
     }
 }
 
@@ -227,6 +244,7 @@ async fn a_compensation_for_an_action_never_seen_is_recorded_answered_2xx_and_ch
             .deliver(delivery("s2", "charge", Kind::Compensation, 2, json!({})))
             .await;
         assert_eq!((status, replayed), (200, true), "{name}");
+        b.cleanup().await;
     }
 }
 
@@ -252,6 +270,7 @@ async fn an_action_after_its_own_compensation_is_refused_and_changes_nothing() {
             (409, true),
             "{name}: the refusal is what later deliveries get"
         );
+        b.cleanup().await;
     }
 }
 
@@ -286,6 +305,7 @@ async fn an_applied_action_is_compensated_once_and_a_refused_one_not_at_all() {
         assert_eq!(status, 200, "{name}");
         assert_eq!(body["compensated"], false, "{name}");
         assert_eq!(b.effects("pay", Kind::Compensation).await, 0, "{name}");
+        b.cleanup().await;
     }
 }
 
@@ -320,6 +340,7 @@ async fn concurrent_deliveries_of_one_step_apply_it_once() {
             compensations <= actions,
             "{name}: {actions} {compensations}"
         );
+        b.cleanup().await;
     }
 }
 
@@ -328,7 +349,7 @@ async fn concurrent_deliveries_of_one_step_apply_it_once() {
 /// exactly once and none is answered 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_conflicts_on_a_hot_row_are_rerun_not_failed() {
-    let Some(Backend::Postgres(ledger)) = Backend::postgres().await else {
+    let Some(Backend::Postgres(ledger, schema)) = Backend::postgres().await else {
         return;
     };
     ledger
@@ -380,4 +401,5 @@ async fn handler_conflicts_on_a_hot_row_are_rerun_not_failed() {
         .unwrap()
         .get(0);
     assert_eq!(n, 24);
+    drop_schema(&ledger, &schema).await;
 }
