@@ -2,6 +2,7 @@
 """Runs every `sagaflow bench` scenario of BENCHMARKS.md and writes the figures into it.
 
 Usage: cargo build --release -p sagaflow-cli && python3 scripts/benchmarks.py [--quick]
+       (with SAGAFLOW_BENCH_POSTGRES=postgres://…/scratch_db to include the PostgreSQL store)
 
 The tables between the `<!-- figures:begin -->` and `<!-- figures:end -->` markers of
 BENCHMARKS.md are generated from the JSON each run prints; nothing there is typed by hand.
@@ -28,6 +29,11 @@ SCENARIOS = [
     ("saga-3, open loop 2,000/s", ["--workload", "saga-3", "--rate", "2000",
                                    "--duration", "20s" if QUICK else "60s"]),
 ]
+
+# The PostgreSQL store, when a database is given (it is emptied first: use a scratch database).
+POSTGRES = os.environ.get("SAGAFLOW_BENCH_POSTGRES")
+if POSTGRES:
+    SCENARIOS.append(("saga-3, -c 64, PostgreSQL store", ["--workload", "saga-3", "-c", "64", "--store", POSTGRES]))
 
 
 def run(args):
