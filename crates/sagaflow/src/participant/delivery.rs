@@ -73,14 +73,29 @@ impl Delivery {
             serde_json::from_slice(body)
                 .map_err(|e| Error::BadDelivery(format!("the body is not JSON: {e}")))?
         };
-        let saga_id = header("sagaflow-saga-id")
-            .or_else(|| body["saga_id"].as_str().map(str::to_owned))
-            .unwrap_or(saga_from_key);
-        let step = header("sagaflow-step")
-            .or_else(|| body["step"].as_str().map(str::to_owned))
-            .unwrap_or(step_from_key);
+        // The key is what deliveries are deduplicated on, so the saga and step come from it;
+        // a header or body that says otherwise is refused rather than guessed at.
+        let saga_id = saga_from_key;
+        let step = step_from_key;
         if saga_id.is_empty() || step.is_empty() {
-            return Err(Error::BadDelivery("no saga id or step".into()));
+            return Err(Error::BadDelivery(format!(
+                "Idempotency-Key {key:?} is not {{saga_id}}/{{step}}/{{action|compensation}}"
+            )));
+        }
+        let said = [
+            ("Sagaflow-Saga-Id", header("sagaflow-saga-id"), &saga_id),
+            ("Sagaflow-Step", header("sagaflow-step"), &step),
+            ("body.saga_id", body["saga_id"].as_str().map(str::to_owned), &saga_id),
+            ("body.step", body["step"].as_str().map(str::to_owned), &step),
+        ];
+        for (name, value, expected) in said {
+            if let Some(value) = value
+                && value != *expected
+            {
+                return Err(Error::BadDelivery(format!(
+                    "{name} {value:?} does not match the Idempotency-Key {key:?}"
+                )));
+            }
         }
         let attempt = header("sagaflow-attempt")
             .and_then(|a| a.parse().ok())
@@ -146,6 +161,17 @@ mod tests {
         );
         assert_eq!(d.input["sku"], "A");
         assert_eq!(d.action_key(), "s1/reserve/action");
+    }
+
+    #[test]
+    fn headers_that_contradict_the_key_are_refused() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("idempotency-key", "s9/reserve/compensation".parse().unwrap());
+        headers.insert("sagaflow-saga-id", "s1".parse().unwrap());
+        assert!(matches!(
+            Delivery::from_parts(&headers, b"{}"),
+            Err(Error::BadDelivery(_))
+        ));
     }
 
     #[test]
