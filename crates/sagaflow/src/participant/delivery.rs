@@ -85,7 +85,11 @@ impl Delivery {
         let said = [
             ("Sagaflow-Saga-Id", header("sagaflow-saga-id"), &saga_id),
             ("Sagaflow-Step", header("sagaflow-step"), &step),
-            ("body.saga_id", body["saga_id"].as_str().map(str::to_owned), &saga_id),
+            (
+                "body.saga_id",
+                body["saga_id"].as_str().map(str::to_owned),
+                &saga_id,
+            ),
             ("body.step", body["step"].as_str().map(str::to_owned), &step),
         ];
         for (name, value, expected) in said {
@@ -166,7 +170,10 @@ mod tests {
     #[test]
     fn headers_that_contradict_the_key_are_refused() {
         let mut headers = http::HeaderMap::new();
-        headers.insert("idempotency-key", "s9/reserve/compensation".parse().unwrap());
+        headers.insert(
+            "idempotency-key",
+            "s9/reserve/compensation".parse().unwrap(),
+        );
         headers.insert("sagaflow-saga-id", "s1".parse().unwrap());
         assert!(matches!(
             Delivery::from_parts(&headers, b"{}"),
