@@ -42,6 +42,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub compare_direct: bool,
 
+    /// Instead of a load: start this many sagas whose first step never answers (parked), report
+    /// the coordinator's memory with them all in flight, then `kill -9` it and time the restart
+    /// until `/readyz`.
+    #[arg(long, value_name = "SAGAS")]
+    pub parked: Option<usize>,
+
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

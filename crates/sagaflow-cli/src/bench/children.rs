@@ -71,7 +71,15 @@ pub fn coordinator(data_dir: &Path, store: &str) -> Result<(Process, SocketAddr)
         .and_then(|l| l.local_addr())
         .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))?
         .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    coordinator_at(data_dir, store, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Starts `sagaflow server` on `addr` with its journal in `data_dir`.
+pub fn coordinator_at(
+    data_dir: &Path,
+    store: &str,
+    addr: SocketAddr,
+) -> Result<(Process, SocketAddr), Error> {
     let mut command = Command::new(current_exe()?);
     command
         .arg("server")
@@ -137,8 +145,17 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// The most resident memory a process has had, in MiB (VmHWM).
 pub fn rss_peak_mb(pid: u32) -> Option<f64> {
+    proc_status_mb(pid, "VmHWM:")
+}
+
+/// The resident memory of a process now, in MiB (VmRSS).
+pub fn rss_mb(pid: u32) -> Option<f64> {
+    proc_status_mb(pid, "VmRSS:")
+}
+
+fn proc_status_mb(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }

@@ -4,6 +4,7 @@
 mod args;
 mod children;
 mod load;
+mod parked;
 mod participant;
 mod report;
 mod run;

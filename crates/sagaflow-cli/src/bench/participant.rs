@@ -1,5 +1,6 @@
 //! The bench's participant: answers every step at once, as fast as it can. `/refuse` answers a
-//! business no (422); anything else 200 with a small JSON body.
+//! business no (422); `/park` holds the call for ten minutes (sagas parked on a slow step);
+//! anything else 200 with a small JSON body.
 
 use axum::Router;
 use axum::http::{StatusCode, Uri, header};
@@ -8,7 +9,13 @@ use axum::response::{IntoResponse, Response};
 use super::BenchParticipantArgs;
 use crate::error::Error;
 
+/// How long `/park` holds a call: longer than any bench runs.
+const PARK_MS: u64 = 600_000;
+
 async fn answer(uri: Uri) -> Response {
+    if uri.path().starts_with("/park") {
+        tokio::time::sleep(std::time::Duration::from_millis(PARK_MS)).await;
+    }
     if uri.path().starts_with("/refuse") {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -24,6 +24,22 @@ pub fn run(args: BenchArgs) -> Result<String, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    if let Some(sagas) = args.parked {
+        if sagas == 0 || sagas > 1_000_000 {
+            return Err(Error::Input(
+                "--parked must be between 1 and 1000000".into(),
+            ));
+        }
+        let report = runtime.block_on(super::parked::run(&args, sagas))?;
+        return Ok(if args.json {
+            let mut text =
+                serde_json::to_string(&report).map_err(|e| Error::Other(e.to_string()))?;
+            text.push('\n');
+            text
+        } else {
+            report.table()
+        });
+    }
     let report = runtime.block_on(bench(&args))?;
     Ok(if args.json {
         let mut text = serde_json::to_string(&report).map_err(|e| Error::Other(e.to_string()))?;
