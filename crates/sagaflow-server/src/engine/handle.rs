@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
@@ -22,6 +23,9 @@ use super::dispatcher::Dispatcher;
 use crate::clock::now_ms;
 use crate::config::Limits;
 use crate::metrics::{Metrics, StatusLabel};
+
+/// Sagas whose recovery writes are in flight at once after a restart.
+const RECOVERY_CONCURRENCY_MAX: usize = 512;
 
 /// How often retention looks for finished sagas to purge.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -418,20 +422,29 @@ impl Engine {
     pub async fn recover(&self) -> Result<usize, EngineError> {
         let unfinished = self.inner.store.load_unfinished().await?;
         let count = unfinished.len();
-        for loaded in unfinished {
-            let state = match self.replay(&loaded).await {
-                Ok(state) => state,
-                Err(e) => {
-                    tracing::error!(saga_id = %loaded.record.id, error = %e, "cannot recover saga");
-                    continue;
-                }
-            };
-            let decision = decide(&state, Command::Recover, context(now_ms()))
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
-            let state = self.commit(state, &decision).await?;
-            // Recovered sagas run even above the limit: they were accepted already.
-            let permit = Arc::clone(&self.inner.active).try_acquire_owned().ok();
-            self.launch(state, decision.sends, permit);
+        // Each saga's re-send events are journaled before its calls leave; the writes go out
+        // together so that group commit makes few durable writes of them, not one per saga.
+        let mut resumed = futures::stream::iter(unfinished)
+            .map(|loaded| async move {
+                let state = match self.replay(&loaded).await {
+                    Ok(state) => state,
+                    Err(e) => {
+                        tracing::error!(saga_id = %loaded.record.id, error = %e, "cannot recover saga");
+                        return Ok(None);
+                    }
+                };
+                let decision = decide(&state, Command::Recover, context(now_ms()))
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let state = self.commit(state, &decision).await?;
+                Ok::<_, EngineError>(Some((state, decision.sends)))
+            })
+            .buffer_unordered(RECOVERY_CONCURRENCY_MAX);
+        while let Some(result) = resumed.next().await {
+            if let Some((state, sends)) = result? {
+                // Recovered sagas run even above the limit: they were accepted already.
+                let permit = Arc::clone(&self.inner.active).try_acquire_owned().ok();
+                self.launch(state, sends, permit);
+            }
         }
         self.inner.ready.store(true, Ordering::Release);
         if count > 0 {
