@@ -81,16 +81,31 @@ def table(results):
     return "\n".join(lines)
 
 
+PARKED = 10_000
+
+
+def parked_table(r):
+    return (
+        "| sagas parked on a slow step | RSS idle MB | RSS parked MB | KB per parked saga "
+        "| restart to /readyz s | journal bytes |\n|---:|---:|---:|---:|---:|---:|\n"
+        f"| {r['parked']:,} | {r['rss_idle_mb']:.1f} | {r['rss_parked_mb']:.1f} "
+        f"| {r['rss_per_parked_saga_kb']:.1f} | {r['restart_ready_s']:.2f} | {r['journal_bytes']:,} |"
+    )
+
+
 def main():
     results = [(label, run(args)) for label, args in SCENARIOS]
+    print("$ sagaflow bench --json --parked", PARKED, file=sys.stderr, flush=True)
+    parked = json.loads(subprocess.run([BIN, "bench", "--json", "--parked", str(PARKED)],
+                                       check=True, capture_output=True, text=True).stdout.strip())
     os.makedirs(os.path.join(ROOT, "benchmarks"), exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with open(os.path.join(ROOT, "benchmarks", "results.json"), "w") as f:
         json.dump({"when": stamp, "machine": machine(), "quick": QUICK,
-                   "results": [{"scenario": l, **r} for l, r in results]}, f, indent=2)
+                   "results": [{"scenario": l, **r} for l, r in results], "parked": parked}, f, indent=2)
         f.write("\n")
     block = (f"<!-- figures:begin -->\nMeasured {stamp} on {machine()}"
-             f"{' (quick run: shorter windows)' if QUICK else ''}.\n\n{table(results)}\n<!-- figures:end -->")
+             f"{' (quick run: shorter windows)' if QUICK else ''}.\n\n{table(results)}\n\n{parked_table(parked)}\n<!-- figures:end -->")
     path = os.path.join(ROOT, "BENCHMARKS.md")
     with open(path) as f:
         text = f.read()
