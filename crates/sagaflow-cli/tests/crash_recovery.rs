@@ -8,7 +8,7 @@ mod process;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use process::{Child, free_port, wait_ready};
+use process::{Participant, Server};
 use serde_json::{Value, json};
 
 const SAGAS: usize = 40;
@@ -16,25 +16,10 @@ const SAGAS: usize = 40;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_saga_finishes_after_kill_9_and_no_completed_saga_is_compensated() {
     let data = tempfile::tempdir().unwrap();
-    let participant_port = free_port();
-    let _participant = Child::spawn(
-        env!("CARGO_BIN_EXE_sagaflow-example-participant"),
-        &["--listen", &format!("127.0.0.1:{participant_port}")],
-    );
-    let participant = format!("http://127.0.0.1:{participant_port}");
-    wait_ready(&format!("{participant}/healthz")).await;
-
-    let port = free_port();
-    let server_args = [
-        "server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ];
-    let mut server = Child::spawn(env!("CARGO_BIN_EXE_sagaflow"), &server_args);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{base}/readyz")).await;
+    let participant_process = Participant::start().await;
+    let participant = participant_process.base.clone();
+    let mut server = Server::start(data.path()).await;
+    let base = server.base.clone();
 
     let http = reqwest::Client::new();
     // Slow steps so that many sagas are mid-flight when the coordinator dies.
@@ -81,8 +66,7 @@ async fn every_saga_finishes_after_kill_9_and_no_completed_saga_is_compensated()
     // Let the run get going, then kill -9 in the middle of it.
     tokio::time::sleep(Duration::from_millis(250)).await;
     server.kill_9();
-    let mut server = Child::spawn(env!("CARGO_BIN_EXE_sagaflow"), &server_args);
-    wait_ready(&format!("{base}/readyz")).await;
+    server.restart().await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     for (id, want) in &expected {

@@ -6,30 +6,16 @@ mod process;
 
 use std::time::{Duration, Instant};
 
-use process::{Child, free_port, wait_ready};
+use process::{Participant, Server};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_rest() {
     let data = tempfile::tempdir().unwrap();
-    let participant_port = free_port();
-    let _participant = Child::spawn(
-        env!("CARGO_BIN_EXE_sagaflow-example-participant"),
-        &["--listen", &format!("127.0.0.1:{participant_port}")],
-    );
-    let participant = format!("http://127.0.0.1:{participant_port}");
-    wait_ready(&format!("{participant}/healthz")).await;
-    let port = free_port();
-    let args = [
-        "server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ];
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = Child::spawn(env!("CARGO_BIN_EXE_sagaflow"), &args);
-    wait_ready(&format!("{base}/readyz")).await;
+    let participant_process = Participant::start().await;
+    let participant = participant_process.base.clone();
+    let mut server = Server::start(data.path()).await;
+    let base = server.base.clone();
 
     let http = reqwest::Client::new();
     let step = |name: &str| json!({"name": name, "action": {"url": format!("{participant}/{name}?delay_ms=200")}});
@@ -69,8 +55,7 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_rest() {
     );
     let _ = poll.await;
 
-    let mut server = Child::spawn(env!("CARGO_BIN_EXE_sagaflow"), &args);
-    wait_ready(&format!("{base}/readyz")).await;
+    server.restart().await;
     for id in &ids {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -81,3 +81,72 @@ pub async fn wait_ready(url: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The example participant, started on a free port and ready.
+pub struct Participant {
+    _child: Child,
+    pub base: String,
+}
+
+impl Participant {
+    pub async fn start() -> Participant {
+        let port = free_port();
+        let child = Child::spawn(
+            env!("CARGO_BIN_EXE_sagaflow-example-participant"),
+            &["--listen", &format!("127.0.0.1:{port}")],
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{base}/healthz")).await;
+        Participant {
+            _child: child,
+            base,
+        }
+    }
+}
+
+/// `sagaflow server` on a free port and a data directory, started and ready; it can be
+/// killed and started again on the same port and data.
+pub struct Server {
+    child: Child,
+    args: Vec<String>,
+    pub base: String,
+}
+
+impl Server {
+    pub async fn start(data_dir: &std::path::Path) -> Server {
+        let port = free_port();
+        let args: Vec<String> = [
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        let base = format!("http://127.0.0.1:{port}");
+        let child = Server::spawn(&args);
+        wait_ready(&format!("{base}/readyz")).await;
+        Server { child, args, base }
+    }
+
+    fn spawn(args: &[String]) -> Child {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Child::spawn(env!("CARGO_BIN_EXE_sagaflow"), &args)
+    }
+
+    pub fn kill_9(&mut self) {
+        self.child.kill_9();
+    }
+
+    /// Starts it again (after `kill_9` or `terminate`) and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.child = Server::spawn(&self.args);
+        wait_ready(&format!("{}/readyz", self.base)).await;
+    }
+
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.terminate()
+    }
+}
