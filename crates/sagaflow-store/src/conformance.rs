@@ -18,35 +18,52 @@ use tokio::task::JoinSet;
 
 use crate::{AppendBatch, Error, ListFilter, LoadedSaga, NewSaga, SagaRecord, StartOutcome, Store};
 
-/// Runs every case but [`resolved_writes_survive_reopen`], each on a store from `open`.
+/// Calls `$m!(case, case, …)` with every case of the suite (all but
+/// `resolved_writes_survive_reopen`, which needs a backend-specific reopen). The one list of
+/// cases: `run_all` and each backend's test file expand from it.
+#[macro_export]
+macro_rules! for_each_conformance_case {
+    ($m:ident) => {
+        $m!(
+            first_definition_put_creates_version_1,
+            identical_definition_body_is_a_no_op,
+            different_definition_body_creates_next_version,
+            get_definition_latest_or_by_version,
+            unknown_definition_is_none,
+            list_definitions_gives_latest_of_each_name,
+            started_saga_reads_back_with_its_events,
+            start_with_a_taken_id_fails_and_writes_nothing,
+            append_adds_events_in_order_and_sets_status,
+            repeated_idempotency_key_writes_nothing,
+            concurrent_starts_with_one_key_create_one_saga,
+            find_idempotency_key_finds_the_holder,
+            list_sagas_newest_first,
+            list_sagas_filters_by_status_and_definition,
+            paging_never_skips_or_repeats_while_sagas_start,
+            load_unfinished_returns_running_and_compensating,
+            count_by_status_counts_every_saga,
+            purge_removes_only_old_completed_or_compensated_sagas,
+            concurrent_appends_all_land_in_order,
+            append_to_unknown_saga_fails_alone,
+            get_saga_is_a_consistent_snapshot,
+            ping_answers,
+            writes_after_close_fail_closed,
+        );
+    };
+}
+
+/// Runs every case (but the reopen one), each on a fresh store from `open`.
 pub async fn run_all<F, Fut>(open: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Store>>,
 {
-    first_definition_put_creates_version_1(open().await).await;
-    identical_definition_body_is_a_no_op(open().await).await;
-    different_definition_body_creates_next_version(open().await).await;
-    get_definition_latest_or_by_version(open().await).await;
-    unknown_definition_is_none(open().await).await;
-    list_definitions_gives_latest_of_each_name(open().await).await;
-    started_saga_reads_back_with_its_events(open().await).await;
-    start_with_a_taken_id_fails_and_writes_nothing(open().await).await;
-    append_adds_events_in_order_and_sets_status(open().await).await;
-    repeated_idempotency_key_writes_nothing(open().await).await;
-    concurrent_starts_with_one_key_create_one_saga(open().await).await;
-    find_idempotency_key_finds_the_holder(open().await).await;
-    list_sagas_newest_first(open().await).await;
-    list_sagas_filters_by_status_and_definition(open().await).await;
-    paging_never_skips_or_repeats_while_sagas_start(open().await).await;
-    load_unfinished_returns_running_and_compensating(open().await).await;
-    count_by_status_counts_every_saga(open().await).await;
-    purge_removes_only_old_completed_or_compensated_sagas(open().await).await;
-    concurrent_appends_all_land_in_order(open().await).await;
-    append_to_unknown_saga_fails_alone(open().await).await;
-    get_saga_is_a_consistent_snapshot(open().await).await;
-    ping_answers(open().await).await;
-    writes_after_close_fail_closed(open().await).await;
+    macro_rules! run {
+        ($($case:ident),* $(,)?) => {
+            $( $case(open().await).await; )*
+        };
+    }
+    for_each_conformance_case!(run);
 }
 
 // ---- helpers ----------------------------------------------------------------------------------

@@ -124,31 +124,8 @@ macro_rules! cases {
     };
 }
 
-cases!(
-    first_definition_put_creates_version_1,
-    identical_definition_body_is_a_no_op,
-    different_definition_body_creates_next_version,
-    get_definition_latest_or_by_version,
-    unknown_definition_is_none,
-    list_definitions_gives_latest_of_each_name,
-    started_saga_reads_back_with_its_events,
-    start_with_a_taken_id_fails_and_writes_nothing,
-    append_adds_events_in_order_and_sets_status,
-    repeated_idempotency_key_writes_nothing,
-    concurrent_starts_with_one_key_create_one_saga,
-    find_idempotency_key_finds_the_holder,
-    list_sagas_newest_first,
-    list_sagas_filters_by_status_and_definition,
-    paging_never_skips_or_repeats_while_sagas_start,
-    load_unfinished_returns_running_and_compensating,
-    count_by_status_counts_every_saga,
-    purge_removes_only_old_completed_or_compensated_sagas,
-    concurrent_appends_all_land_in_order,
-    append_to_unknown_saga_fails_alone,
-    get_saga_is_a_consistent_snapshot,
-    ping_answers,
-    writes_after_close_fail_closed,
-);
+// Every case of the suite, from its one list (a new case cannot be forgotten here).
+sagaflow_store::for_each_conformance_case!(cases);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolved_writes_survive_reopen() {
