@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use sagaflow::participant::{self, Answer, Delivery, PgLedger, SqliteLedger};
 use tokio_postgres::IsolationLevel;
@@ -239,38 +238,19 @@ impl Db {
     }
 }
 
-/// The ledger re-runs a transaction when one of its own statements hits a serialization
-/// failure or a deadlock, but a handler's error reaches it only as text. A hot row (one
-/// account charged by many sagas at once) makes the handler's own statements conflict often
-/// under SERIALIZABLE, so the handler notes a conflict on the side and the whole delivery is
-/// run again here (its transaction was rolled back), instead of answering 500.
+/// One delivery on PostgreSQL. A serialization conflict in the handler's own statements (a hot
+/// account row charged by many sagas at once) reaches the ledger through the error's source and
+/// the ledger re-runs the whole delivery.
 async fn deliver_pg(
     ledger: &PgLedger,
     op: Op,
     delivery: &Delivery,
 ) -> Result<Answer, participant::Error> {
-    let conflicted = Arc::new(AtomicBool::new(false));
-    participant::retry_transaction(
-        || {
-            conflicted.store(false, Ordering::Relaxed);
-            let conflicted = Arc::clone(&conflicted);
-            ledger.handle(delivery, move |tx, d| {
-                let conflicted = Arc::clone(&conflicted);
-                Box::pin(async move {
-                    let tx = PgTx(tx);
-                    let outcome = op.run(&tx, d).await;
-                    if let Err(Error::Postgres(e)) = &outcome
-                        && participant::is_retryable_sqlstate(e)
-                    {
-                        conflicted.store(true, Ordering::Relaxed);
-                    }
-                    outcome
-                })
-            })
-        },
-        |_| conflicted.load(Ordering::Relaxed),
-    )
-    .await
+    ledger
+        .handle(delivery, move |tx, d| {
+            Box::pin(async move { op.run(&PgTx(tx), d).await })
+        })
+        .await
 }
 
 fn load_sqlite(conn: &mut rusqlite::Connection, service: Service) -> Result<Snapshot, Error> {
