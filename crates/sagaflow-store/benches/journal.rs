@@ -23,6 +23,7 @@ fn started(id: &str) -> NewSaga {
             updated_at_ms: 1,
             idempotency_key: None,
             request_hash: None,
+            shard: 0,
         },
         events: vec![Event {
             at_ms: 1,
@@ -34,6 +35,8 @@ fn started(id: &str) -> NewSaga {
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             },
         }],
+        fence: None,
+        handoff: false,
     }
 }
 
@@ -101,6 +104,7 @@ fn group_committed_appends(bencher: divan::Bencher, concurrency: usize) {
                             events: step_events(),
                             status: SagaStatus::Running,
                             updated_at_ms: 2,
+                            fence: None,
                         })
                         .await
                         .unwrap();

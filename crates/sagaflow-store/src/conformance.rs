@@ -116,6 +116,7 @@ fn record(id: &str, definition: &str, status: SagaStatus, at_ms: u64) -> SagaRec
         updated_at_ms: at_ms,
         idempotency_key: None,
         request_hash: None,
+        shard: 0,
     }
 }
 
@@ -124,6 +125,8 @@ fn new_saga(id: &str, definition: &str, at_ms: u64) -> NewSaga {
     NewSaga {
         record: record(id, definition, SagaStatus::Running, at_ms),
         events: vec![started(definition, 1, at_ms)],
+        fence: None,
+        handoff: false,
     }
 }
 
@@ -147,6 +150,7 @@ async fn append(store: &dyn Store, id: &str, events: Vec<Event>, status: SagaSta
             events,
             status,
             updated_at_ms: at_ms,
+            fence: None,
         })
         .await
         .unwrap_or_else(|e| panic!("append to {id}: {e}"));
@@ -861,6 +865,7 @@ pub async fn append_to_unknown_saga_fails_alone(store: Arc<dyn Store>) {
                     events: vec![attempt_started(0, round as u32 + 1, at)],
                     status: SagaStatus::Running,
                     updated_at_ms: at,
+                    fence: None,
                 };
                 (true, writer.append(batch).await.is_ok())
             });
@@ -872,6 +877,7 @@ pub async fn append_to_unknown_saga_fails_alone(store: Arc<dyn Store>) {
                         events: vec![attempt_started(0, 1, T0)],
                         status: SagaStatus::Compensating,
                         updated_at_ms: T0,
+                        fence: None,
                     };
                     (false, store.append(batch).await.is_ok())
                 });
@@ -999,6 +1005,7 @@ pub async fn writes_after_close_fail_closed(store: Arc<dyn Store>) {
             events: vec![attempt_started(0, 1, T0)],
             status: SagaStatus::Completed,
             updated_at_ms: T0,
+            fence: None,
         })
         .await;
     assert!(

@@ -31,6 +31,11 @@ pub enum Error {
     /// it landed: retrying the write may record it twice.
     #[error("the connection broke during commit; whether the write landed is unknown: {0}")]
     CommitUnknown(String),
+    /// The lease this write carried is no longer the shard's: another replica took the shard
+    /// over (its epoch moved on). Nothing was written; this process must stop driving the
+    /// shard's sagas.
+    #[error("the lease of shard {shard} at epoch {epoch} is no longer held; nothing was written")]
+    Fenced { shard: u32, epoch: u64 },
     /// The store's URL or settings are not usable.
     #[error("store configuration: {0}")]
     Config(String),

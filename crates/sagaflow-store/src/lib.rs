@@ -8,10 +8,13 @@
 //! - [`postgres`] (feature `postgres`, on by default): the shared backend for several
 //!   coordinators, in SQL that CockroachDB also speaks: the same group commit over pipelined
 //!   statements, migrations at open, conflict retries.
+//! - [`leases`]: shards, their leases and fencing epochs, and shard inboxes, for replicas that
+//!   share a store.
 //! - [`conformance`]: the suite every backend must pass, written only against [`Store`].
 
 pub mod conformance;
 pub mod error;
+pub mod leases;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -21,9 +24,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use error::Error;
+pub use leases::Leases;
 pub use types::{
-    AppendBatch, DefinitionRecord, ListFilter, LoadedSaga, NewSaga, SagaPage, SagaRecord,
-    StartOutcome,
+    AppendBatch, DefinitionRecord, Fence, InboxItem, InboxKind, ListFilter, LoadedSaga, NewSaga,
+    SagaPage, SagaRecord, StartOutcome,
 };
 
 /// What the journal has done since it opened.
@@ -90,6 +94,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (a cheap read).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Shards and leases, on a store several coordinators share; `None` on a store that one
+    /// process owns (the embedded journal), where every write is that process's.
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
+    }
 
     /// Counters of the journal's work since it opened (for metrics and the benchmark).
     fn stats(&self) -> StoreStats {

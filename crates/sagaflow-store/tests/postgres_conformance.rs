@@ -162,6 +162,7 @@ fn saga(id: &str, key: Option<&str>) -> NewSaga {
             updated_at_ms: T0,
             idempotency_key: key.map(str::to_owned),
             request_hash: key.map(|k| format!("hash-of-{k}")),
+            shard: 0,
         },
         events: vec![Event {
             at_ms: T0,
@@ -173,6 +174,8 @@ fn saga(id: &str, key: Option<&str>) -> NewSaga {
                 trace_id: "0af7651916cd43dd8448eb211c80319c".to_owned(),
             },
         }],
+        fence: None,
+        handoff: false,
     }
 }
 
@@ -185,6 +188,7 @@ fn retry_event(at_ms: u64) -> AppendBatch {
         }],
         status: SagaStatus::Running,
         updated_at_ms: at_ms,
+        fence: None,
     }
 }
 

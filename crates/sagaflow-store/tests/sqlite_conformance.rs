@@ -80,8 +80,11 @@ async fn a_write_that_cannot_begin_is_not_reported_closed() {
             updated_at_ms: 1,
             idempotency_key: None,
             request_hash: None,
+            shard: 0,
         },
         events: Vec::new(),
+        fence: None,
+        handoff: false,
     };
     let blocked = store.start_saga(saga("saga-1")).await;
     assert!(

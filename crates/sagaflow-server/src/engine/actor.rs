@@ -133,6 +133,7 @@ impl Actor {
                 events: decision.events,
                 status: next.status,
                 updated_at_ms: next.updated_at_ms,
+                fence: None,
             };
             if !self.journal(batch).await {
                 self.broken = true;

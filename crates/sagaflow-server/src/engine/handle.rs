@@ -228,12 +228,18 @@ impl Engine {
             updated_at_ms: state.updated_at_ms,
             idempotency_key: request.idempotency_key.clone(),
             request_hash: Some(request.request_hash.clone()),
+            shard: 0,
         };
         let started_at = std::time::Instant::now();
         let outcome = self
             .inner
             .store
-            .start_saga(NewSaga { record, events })
+            .start_saga(NewSaga {
+                record,
+                events,
+                fence: None,
+                handoff: false,
+            })
             .await?;
         self.inner
             .metrics
@@ -412,6 +418,7 @@ impl Engine {
                 events: decision.events.clone(),
                 status: state.status,
                 updated_at_ms: state.updated_at_ms,
+                fence: None,
             })
             .await?;
         Ok(state)

@@ -65,6 +65,7 @@
 //!   PostgreSQL) fails to connect until a TLS connector (rustls) is wired in.
 
 mod connect;
+mod leases;
 mod read;
 mod schema;
 mod store;

@@ -10,7 +10,7 @@ use crate::{DefinitionRecord, Error, ListFilter, LoadedSaga, SagaPage, SagaRecor
 
 /// The saga columns every query reads, in the order `saga_row` expects.
 pub(crate) const SAGA_COLUMNS: &str = "s.seq, s.id, s.definition, s.version, s.status, \
-     s.created_at_ms, s.updated_at_ms, s.idempotency_key, s.request_hash";
+     s.created_at_ms, s.updated_at_ms, s.idempotency_key, s.request_hash, s.shard";
 
 /// Reads the `SAGA_COLUMNS` of a row, starting at column `at`; returns its `seq` too.
 pub(crate) fn saga_row(row: &Row, at: usize) -> Result<(i64, SagaRecord), Error> {
@@ -28,6 +28,7 @@ pub(crate) fn saga_row(row: &Row, at: usize) -> Result<(i64, SagaRecord), Error>
             updated_at_ms: to_u64(row.try_get(at + 6)?, "updated_at_ms")?,
             idempotency_key: row.try_get(at + 7)?,
             request_hash: row.try_get(at + 8)?,
+            shard: to_u32(i64::from(row.try_get::<_, i32>(at + 9)?), "shard")?,
         },
     ))
 }
@@ -55,7 +56,7 @@ pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, Error> {
 }
 
 /// Runs one statement on a pooled connection (prepared once per connection).
-async fn query(
+pub(crate) async fn query(
     pool: &Pool,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -107,8 +108,8 @@ pub(crate) async fn list_definitions(pool: &Pool) -> Result<Vec<DefinitionRecord
 
 /// Sagas with their journals, from rows of `SAGA_COLUMNS` + the event body (NULL for a saga
 /// without events), ordered by saga, then position.
-fn group_journals(rows: &[Row]) -> Result<Vec<LoadedSaga>, Error> {
-    const BODY: usize = 9;
+pub(crate) fn group_journals(rows: &[Row]) -> Result<Vec<LoadedSaga>, Error> {
+    const BODY: usize = 10;
     let mut loaded: Vec<LoadedSaga> = Vec::new();
     for row in rows {
         let id: &str = row.try_get(1)?;

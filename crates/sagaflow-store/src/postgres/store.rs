@@ -3,16 +3,17 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::write::{Op, ReplyTx, Request, Writer, now_ms};
-use super::{PgConfig, connect, read, schema};
+use super::{PgConfig, connect, leases, read, schema};
 use crate::{
-    AppendBatch, DefinitionRecord, Error, ListFilter, LoadedSaga, NewSaga, SagaPage, SagaRecord,
-    StartOutcome, Store, StoreFuture, StoreStats,
+    AppendBatch, DefinitionRecord, Error, Fence, InboxItem, InboxKind, Leases, ListFilter,
+    LoadedSaga, NewSaga, SagaPage, SagaRecord, StartOutcome, Store, StoreFuture, StoreStats,
 };
 
 /// The counters behind `Store::stats`, written by the writer task.
@@ -191,6 +192,10 @@ impl Store for PgStore {
         Box::pin(read::ping(&self.readers))
     }
 
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
+    }
+
     fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.stats.commits.load(Ordering::Relaxed),
@@ -209,6 +214,64 @@ impl Store for PgStore {
             }
             Ok(())
         })
+    }
+}
+
+impl Leases for PgStore {
+    fn init_cluster(&self, shards: u32) -> StoreFuture<'_, u32> {
+        Box::pin(leases::init_cluster(&self.readers, shards))
+    }
+
+    fn heartbeat<'a>(&'a self, replica: &'a str, ttl: Duration) -> StoreFuture<'a, u32> {
+        Box::pin(leases::heartbeat(&self.readers, replica, ttl))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        replica: &'a str,
+        held: &'a [Fence],
+        ttl: Duration,
+    ) -> StoreFuture<'a, Vec<Fence>> {
+        Box::pin(leases::renew(&self.readers, replica, held, ttl))
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        replica: &'a str,
+        count_max: u32,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Vec<Fence>> {
+        Box::pin(leases::acquire(&self.readers, replica, count_max, ttl))
+    }
+
+    fn release<'a>(&'a self, replica: &'a str, held: &'a [Fence]) -> StoreFuture<'a, ()> {
+        Box::pin(leases::release(&self.readers, replica, held))
+    }
+
+    fn leave<'a>(&'a self, replica: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(leases::leave(&self.readers, replica))
+    }
+
+    fn load_unfinished_in<'a>(&'a self, shards: &'a [u32]) -> StoreFuture<'a, Vec<LoadedSaga>> {
+        Box::pin(leases::load_unfinished_in(&self.readers, shards))
+    }
+
+    fn post<'a>(
+        &'a self,
+        shard: u32,
+        saga_id: &'a str,
+        kind: InboxKind,
+        at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(leases::post(&self.readers, shard, saga_id, kind, at_ms))
+    }
+
+    fn inbox<'a>(&'a self, shards: &'a [u32], limit: usize) -> StoreFuture<'a, Vec<InboxItem>> {
+        Box::pin(leases::inbox(&self.readers, shards, limit))
+    }
+
+    fn ack<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, ()> {
+        Box::pin(leases::ack(&self.readers, ids))
     }
 }
 

@@ -119,15 +119,27 @@ SELECT version, created_at_ms, true FROM inserted
 UNION ALL
 SELECT version, created_at_ms, false FROM latest WHERE body = $2::TEXT";
 
-/// A saga's row and first events, unless its idempotency key is taken. One row: (inserted
-/// count, the key's holder or NULLs). Neither inserted nor a visible holder: the holder
-/// committed after this statement's snapshot (retry). A taken id fails the statement.
+/// A saga's row and first events, unless its idempotency key is taken or the writer's lease of
+/// the saga's shard moved on. One row: (inserted count, the key's holder or NULLs, whether the
+/// fence held). Neither inserted nor a visible holder with the fence held: the holder committed
+/// after this statement's snapshot (retry). A taken id fails the statement.
+///
+/// The fence: `FOR SHARE` on the shard's lease row at the epoch the writer holds. A replica
+/// taking the shard over updates that row, so it waits for this transaction to end, and this
+/// statement sees its new epoch if it committed first: a write and a takeover never interleave.
+/// A start by a replica that does not hold the shard is unfenced (the saga is new: no one can
+/// be driving it) and leaves a `start` message for the shard's owner in the same transaction.
 const START_SQL: &str = "\
-WITH saga AS (
+WITH lease AS (
+    SELECT epoch FROM sagaflow_leases WHERE shard = $12::INT AND epoch = $13::BIGINT FOR SHARE
+), fence AS (
+    SELECT $13::BIGINT IS NULL OR EXISTS (SELECT 1 FROM lease) AS ok
+), saga AS (
     INSERT INTO sagaflow_sagas (id, definition, version, status, created_at_ms, updated_at_ms,
-                                idempotency_key, request_hash, events_count)
-    VALUES ($1::TEXT, $2::TEXT, $3::BIGINT, $4::TEXT, $5::BIGINT, $6::BIGINT,
-            $7::TEXT, $8::TEXT, $9::BIGINT)
+                                idempotency_key, request_hash, events_count, shard)
+    SELECT $1::TEXT, $2::TEXT, $3::BIGINT, $4::TEXT, $5::BIGINT, $6::BIGINT,
+           $7::TEXT, $8::TEXT, $9::BIGINT, $12::INT
+    FROM fence WHERE fence.ok
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 ), journal AS (
@@ -135,20 +147,31 @@ WITH saga AS (
     SELECT saga.id, e.ord - 1, e.at_ms, e.body
     FROM saga, unnest($10::BIGINT[], $11::TEXT[]) WITH ORDINALITY AS e (at_ms, body, ord)
     RETURNING 1
+), handoff AS (
+    INSERT INTO sagaflow_inbox (shard, saga_id, kind, at_ms)
+    SELECT $12::INT, saga.id, 'start', $5::BIGINT FROM saga WHERE $14::BOOL
+    RETURNING 1
 )
 SELECT (SELECT COUNT(*) FROM saga), s.seq, s.id, s.definition, s.version, s.status,
-       s.created_at_ms, s.updated_at_ms, s.idempotency_key, s.request_hash
+       s.created_at_ms, s.updated_at_ms, s.idempotency_key, s.request_hash, s.shard,
+       (SELECT ok FROM fence)
 FROM (VALUES (1)) AS one (x)
 LEFT JOIN sagaflow_sagas s
     ON s.idempotency_key = $7::TEXT AND NOT EXISTS (SELECT 1 FROM saga)";
 
-/// A saga's new status and next events, at the positions after its journal's end. One row
-/// when the saga exists; none (and nothing written) when it does not.
+/// A saga's new status and next events, at the positions after its journal's end, unless the
+/// writer's lease of the saga's shard moved on (the fence, as for a start; no fence when `$7`
+/// is NULL). One row: (whether the fence held, the first position written or NULL when
+/// nothing was: no such saga in that shard, or the fence failed).
 const APPEND_SQL: &str = "\
-WITH saga AS (
+WITH lease AS (
+    SELECT epoch FROM sagaflow_leases WHERE shard = $7::INT AND epoch = $8::BIGINT FOR SHARE
+), fence AS (
+    SELECT $7::INT IS NULL OR EXISTS (SELECT 1 FROM lease) AS ok
+), saga AS (
     UPDATE sagaflow_sagas
     SET status = $2::TEXT, updated_at_ms = $3::BIGINT, events_count = events_count + $4::BIGINT
-    WHERE id = $1::TEXT
+    WHERE id = $1::TEXT AND ($7::INT IS NULL OR shard = $7::INT) AND (SELECT ok FROM fence)
     RETURNING events_count - $4::BIGINT AS first_pos
 ), journal AS (
     INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
@@ -156,7 +179,7 @@ WITH saga AS (
     FROM saga, unnest($5::BIGINT[], $6::TEXT[]) WITH ORDINALITY AS e (at_ms, body, ord)
     RETURNING 1
 )
-SELECT first_pos FROM saga";
+SELECT (SELECT ok FROM fence), (SELECT first_pos FROM saga)";
 
 /// Retention: up to `$2` sagas that ended well before `$1`, with their journals. One row: how
 /// many sagas went.
@@ -220,12 +243,17 @@ enum Encoded {
         idempotency_key: Option<String>,
         request_hash: Option<String>,
         events: Journal,
+        shard: i32,
+        epoch: Option<i64>,
+        handoff: bool,
     },
     Append {
         id: String,
         status: &'static str,
         updated_at_ms: i64,
         events: Journal,
+        shard: Option<i32>,
+        epoch: Option<i64>,
     },
     Purge {
         before_ms: i64,
@@ -275,6 +303,9 @@ fn encode(op: &Op) -> Result<Encoded, Error> {
                 idempotency_key: r.idempotency_key.clone(),
                 request_hash: r.request_hash.clone(),
                 events: Journal::encode(&saga.events)?,
+                shard: shard_i32(r.shard)?,
+                epoch: saga.fence.map(|f| to_i64(f.epoch, "epoch")).transpose()?,
+                handoff: saga.handoff,
             }
         }
         Op::Append(batch) => Encoded::Append {
@@ -282,12 +313,18 @@ fn encode(op: &Op) -> Result<Encoded, Error> {
             status: batch.status.as_str(),
             updated_at_ms: to_i64(batch.updated_at_ms, "updated_at_ms")?,
             events: Journal::encode(&batch.events)?,
+            shard: batch.fence.map(|f| shard_i32(f.shard)).transpose()?,
+            epoch: batch.fence.map(|f| to_i64(f.epoch, "epoch")).transpose()?,
         },
         Op::Purge { before_ms, limit } => Encoded::Purge {
             before_ms: to_i64(*before_ms, "before_ms")?,
             limit: i64::try_from(*limit).unwrap_or(i64::MAX),
         },
     })
+}
+
+fn shard_i32(shard: u32) -> Result<i32, Error> {
+    i32::try_from(shard).map_err(|_| Error::Corrupt(format!("shard {shard} out of range")))
 }
 
 fn events_of(op: &Op) -> u64 {
@@ -330,6 +367,9 @@ fn request<'a>(client: &'a Object, statements: &'a Statements, encoded: &'a Enco
             idempotency_key,
             request_hash,
             events,
+            shard,
+            epoch,
+            handoff,
         } => prepared(
             client,
             &statements.start,
@@ -345,6 +385,9 @@ fn request<'a>(client: &'a Object, statements: &'a Statements, encoded: &'a Enco
                 &events.count,
                 &events.at_ms,
                 &events.bodies,
+                shard,
+                epoch,
+                handoff,
             ],
         ),
         Encoded::Append {
@@ -352,6 +395,8 @@ fn request<'a>(client: &'a Object, statements: &'a Statements, encoded: &'a Enco
             status,
             updated_at_ms,
             events,
+            shard,
+            epoch,
         } => prepared(
             client,
             &statements.append,
@@ -362,6 +407,8 @@ fn request<'a>(client: &'a Object, statements: &'a Statements, encoded: &'a Enco
                 &events.count,
                 &events.at_ms,
                 &events.bodies,
+                shard,
+                epoch,
             ],
         ),
         Encoded::Purge { before_ms, limit } => {
@@ -449,26 +496,42 @@ fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
                 Interpreted::Done(Ok(Outcome::Definition(record, created)))
             }
         },
-        Op::Start(_) => {
+        Op::Start(saga) => {
             let row = rows
                 .first()
                 .ok_or_else(|| Error::Corrupt("starting a saga answered no row".into()))?;
             let inserted: i64 = row.try_get(0)?;
             let holder: Option<&str> = row.try_get(2)?;
+            let fence_held: bool = row.try_get(11)?;
             if inserted > 0 {
                 Interpreted::Done(Ok(Outcome::Start(StartOutcome::Created)))
             } else if holder.is_some() {
                 let (_, record) = saga_row(row, 1)?;
                 Interpreted::Done(Ok(Outcome::Start(StartOutcome::Existing(record))))
+            } else if let (false, Some(fence)) = (fence_held, saga.fence) {
+                Interpreted::Done(Err(Error::Fenced {
+                    shard: fence.shard,
+                    epoch: fence.epoch,
+                }))
             } else {
                 Interpreted::Raced("another process took the idempotency key")
             }
         }
-        Op::Append(batch) => Interpreted::Done(if rows.is_empty() {
-            Err(Error::Corrupt(format!("no saga {}", batch.saga_id)))
-        } else {
-            Ok(Outcome::Append)
-        }),
+        Op::Append(batch) => {
+            let row = rows
+                .first()
+                .ok_or_else(|| Error::Corrupt("appending answered no row".into()))?;
+            let fence_held: bool = row.try_get(0)?;
+            let first_pos: Option<i64> = row.try_get(1)?;
+            Interpreted::Done(match (fence_held, first_pos, batch.fence) {
+                (false, _, Some(fence)) => Err(Error::Fenced {
+                    shard: fence.shard,
+                    epoch: fence.epoch,
+                }),
+                (_, None, _) => Err(Error::Corrupt(format!("no saga {}", batch.saga_id))),
+                (_, Some(_), _) => Ok(Outcome::Append),
+            })
+        }
         Op::Purge { .. } => {
             let row = rows
                 .first()

@@ -74,6 +74,8 @@ pub(crate) fn saga_row(row: &Row<'_>) -> rusqlite::Result<(i64, SagaRecord)> {
             updated_at_ms: row.get::<_, i64>(6)? as u64,
             idempotency_key: row.get(7)?,
             request_hash: row.get(8)?,
+            // One process owns the embedded journal: it has no shards.
+            shard: 0,
         },
     ))
 }
