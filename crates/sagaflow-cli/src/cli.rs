@@ -99,6 +99,22 @@ pub struct ServerArgs {
     #[arg(long, env = "SAGAFLOW_RETENTION_HOURS", value_name = "HOURS")]
     pub retention_hours: Option<u64>,
 
+    /// Replicas on a shared store: the shard count of a new cluster (fixed once it exists).
+    #[arg(long, env = "SAGAFLOW_SHARDS", value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(sagaflow_server::config::SHARDS_MAX)))]
+    pub shards: u32,
+
+    /// Replicas on a shared store: how long a shard lease lasts unrenewed, in milliseconds
+    /// (a dead replica's shards are taken over within it). Renewed five times per lease.
+    #[arg(long, env = "SAGAFLOW_LEASE_TTL_MS", value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub lease_ttl_ms: u64,
+
+    /// Replicas on a shared store: this replica's name in the lease table (default: host,
+    /// process id and a random suffix; in Kubernetes, the pod's name).
+    #[arg(long, env = "SAGAFLOW_REPLICA_ID", value_name = "NAME")]
+    pub replica_id: Option<String>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }

@@ -20,6 +20,37 @@ pub struct Config {
     /// How long `completed` and `compensated` sagas are kept before they are purged with their
     /// journals; `None` keeps them forever. `failed` sagas are never purged.
     pub retention: Option<Duration>,
+    /// Shards and leases, when the store is shared by replicas (PostgreSQL).
+    pub cluster: ClusterSettings,
+}
+
+/// How replicas sharing a store split the sagas between them.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// Shards of a new cluster (fixed once the cluster exists: a replica asking for another
+    /// count uses the cluster's and says so). Several per replica, so that shards can move
+    /// one at a time; every replica's fair share is `ceil(shards / replicas)`.
+    pub shards: u32,
+    /// How long a lease lasts unrenewed: a replica that dies has its shards taken over within
+    /// this time (plus one renewal round). Renewed five times per lease time.
+    pub lease_ttl: Duration,
+    /// This replica's name in the lease table; a random one when `None`.
+    pub replica_id: Option<String>,
+}
+
+/// Shards of a cluster at most.
+pub const SHARDS_MAX: u32 = 4096;
+/// Shortest lease time accepted (renewals are a fifth of it).
+pub const LEASE_TTL_MIN: Duration = Duration::from_millis(500);
+
+impl Default for ClusterSettings {
+    fn default() -> ClusterSettings {
+        ClusterSettings {
+            shards: 64,
+            lease_ttl: Duration::from_secs(10),
+            replica_id: None,
+        }
+    }
 }
 
 /// Named limits. Every one is enforced with a clear error.
@@ -67,6 +98,7 @@ impl Default for Config {
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(10),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            cluster: ClusterSettings::default(),
         }
     }
 }

@@ -128,7 +128,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let metrics = Arc::new(metrics::Metrics::new());
-    let engine = Engine::new(store, config.limits.clone(), metrics);
+    let engine = Engine::with_cluster(
+        store,
+        config.limits.clone(),
+        config.cluster.clone(),
+        metrics,
+    );
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "sagaflow listening");
     let router = app(engine.clone());

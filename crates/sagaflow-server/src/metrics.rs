@@ -45,6 +45,14 @@ pub struct Metrics {
     pub journal_write_seconds: Histogram,
     pub calls_in_flight: Gauge,
     pub sagas_purged: Counter,
+    /// Journal writes the database refused because the lease they carried was stale.
+    pub fenced_writes: Counter,
+    /// Participant calls not sent because this replica's lease had lapsed.
+    pub sends_withheld: Counter,
+    pub shards_held: Gauge,
+    pub shards_acquired: Counter,
+    pub shards_lost: Counter,
+    pub shards_released: Counter,
     journal_commits: Counter,
     journal_requests: Counter,
     journal_events: Counter,
@@ -110,6 +118,43 @@ impl Metrics {
             "Finished sagas deleted by retention",
             sagas_purged.clone(),
         );
+        let fenced_writes = Counter::default();
+        registry.register(
+            "stale_writes_refused",
+            "Journal writes the database refused because their shard lease was taken over \
+             (this replica was paused or cut off past its lease)",
+            fenced_writes.clone(),
+        );
+        let sends_withheld = Counter::default();
+        registry.register(
+            "calls_withheld",
+            "Participant calls not sent because this replica's shard lease had lapsed",
+            sends_withheld.clone(),
+        );
+        let shards_held = Gauge::default();
+        registry.register(
+            "shards_held",
+            "Shards whose lease this replica holds",
+            shards_held.clone(),
+        );
+        let shards_acquired = Counter::default();
+        registry.register(
+            "shards_acquired",
+            "Shard leases taken (free shards, or taken over from a replica whose lease expired)",
+            shards_acquired.clone(),
+        );
+        let shards_lost = Counter::default();
+        registry.register(
+            "shards_lost",
+            "Shard leases lost (another replica took them, or they lapsed unrenewed)",
+            shards_lost.clone(),
+        );
+        let shards_released = Counter::default();
+        registry.register(
+            "shards_released",
+            "Shard leases given back (rebalancing, shutdown)",
+            shards_released.clone(),
+        );
         let journal_commits = Counter::default();
         registry.register(
             "journal_commits",
@@ -149,6 +194,12 @@ impl Metrics {
             journal_write_seconds,
             calls_in_flight,
             sagas_purged,
+            fenced_writes,
+            sends_withheld,
+            shards_held,
+            shards_acquired,
+            shards_lost,
+            shards_released,
             journal_commits,
             journal_requests,
             journal_events,

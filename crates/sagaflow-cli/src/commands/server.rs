@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use sagaflow_server::config::ClusterSettings;
 use sagaflow_server::{Config, Limits};
 use tracing_subscriber::EnvFilter;
 
@@ -49,6 +50,11 @@ fn config(args: &ServerArgs) -> Config {
             Some(hours) => Some(Duration::from_secs(hours.saturating_mul(3600))),
         },
         store: args.store.clone(),
+        cluster: ClusterSettings {
+            shards: args.shards,
+            lease_ttl: Duration::from_millis(args.lease_ttl_ms),
+            replica_id: args.replica_id.clone(),
+        },
     }
 }
 

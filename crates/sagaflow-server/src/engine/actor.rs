@@ -12,6 +12,7 @@ use sagaflow_store::AppendBatch;
 
 use super::dispatcher::Dispatcher;
 use super::handle::{Inner, Progress, context, gauge, record_finished};
+use super::lease::Lease;
 use crate::clock::now_ms;
 use sagaflow_api::SagaView;
 
@@ -36,6 +37,9 @@ pub(super) enum Msg {
 
 struct Actor {
     inner: Arc<Inner>,
+    /// The lease of the saga's shard this task drives it under: its fence goes with every
+    /// write, and the task stops when it is revoked.
+    lease: Arc<Lease>,
     state: SagaState,
     tx: mpsc::Sender<Msg>,
     status_tx: watch::Sender<Progress>,
@@ -45,8 +49,10 @@ struct Actor {
     broken: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn(
     inner: Arc<Inner>,
+    lease: Arc<Lease>,
     state: SagaState,
     sends: Vec<Send>,
     tx: mpsc::Sender<Msg>,
@@ -57,6 +63,7 @@ pub(super) fn spawn(
     let span = tracing::info_span!("saga", saga_id = %state.id);
     let actor = Actor {
         inner,
+        lease,
         state,
         tx,
         status_tx,
@@ -75,9 +82,10 @@ pub(super) fn spawn(
 impl Actor {
     async fn run(mut self, sends: Vec<Send>, mut rx: mpsc::Receiver<Msg>) {
         let mut draining = self.inner.draining.subscribe();
+        let lease = Arc::clone(&self.lease);
         self.dispatch(sends);
         loop {
-            if self.state.status.is_terminal() || self.broken {
+            if self.state.status.is_terminal() || self.broken || lease.is_revoked() {
                 break;
             }
             let is_draining = *draining.borrow_and_update();
@@ -114,6 +122,9 @@ impl Actor {
                     let _ = self.handle(Command::Wake).await;
                 }
                 _ = draining.changed(), if !is_draining => {}
+                // The shard moved to another replica, or its lease lapsed: stop at once;
+                // the new owner resumes the saga from the journal.
+                () = lease.revoked() => break,
             }
         }
         self.finish();
@@ -133,7 +144,7 @@ impl Actor {
                 events: decision.events,
                 status: next.status,
                 updated_at_ms: next.updated_at_ms,
-                fence: None,
+                fence: self.lease.fence,
             };
             if !self.journal(batch).await {
                 self.broken = true;
@@ -178,6 +189,13 @@ impl Actor {
                     tracing::error!(error = %e, "journal commit outcome unknown; the saga resumes from the journal at the next start");
                     return false;
                 }
+                Err(e @ sagaflow_store::Error::Fenced { .. }) => {
+                    // Another replica owns the shard now: this process must not act for it.
+                    self.inner.metrics.fenced_writes.inc();
+                    tracing::warn!(error = %e, "stale write refused; the shard's new owner drives the saga");
+                    self.lease.revoke();
+                    return false;
+                }
                 Err(sagaflow_store::Error::Closed) => {
                     tracing::info!(
                         "journal closed; the saga resumes from the journal at the next start"
@@ -200,6 +218,15 @@ impl Actor {
     fn dispatch(&mut self, sends: Vec<Send>) {
         if *self.inner.draining.borrow() {
             // Journaled as in flight: the next start sends them again.
+            return;
+        }
+        if !sends.is_empty() && !self.lease.is_valid() {
+            // The lease may have passed to another replica while this one was paused: a call
+            // sent now could act for a saga someone else drives. Journaled as in flight, so the
+            // shard's owner sends it.
+            self.inner.metrics.sends_withheld.inc_by(sends.len() as u64);
+            tracing::warn!("lease lapsed; calls withheld for the shard's next owner");
+            self.broken = true;
             return;
         }
         for send in sends {
@@ -241,8 +268,22 @@ impl Actor {
     fn finish(self) {
         if !self.state.status.is_terminal() {
             gauge(&self.inner.metrics, self.state.status, -1);
+            if self.broken && !self.lease.is_revoked() && self.lease.fence.is_some() {
+                // A write failed for good while the shard is still ours: resumed from the
+                // journal by the lease keeper's next round.
+                self.inner.stalled.lock().insert(self.state.id.clone());
+            }
         }
-        self.inner.live.lock().remove(&self.state.id);
+        {
+            let mut live = self.inner.live.lock();
+            // The saga may already run again in a newer task (its shard was taken back).
+            if live
+                .get(&self.state.id)
+                .is_some_and(|l| l.tx.same_channel(&self.tx))
+            {
+                live.remove(&self.state.id);
+            }
+        }
         self.inner.live_changed.notify_waiters();
     }
 }

@@ -1,7 +1,7 @@
 //! The engine's handle: starts, reads, cancels and retries sagas; recovers them after a restart;
 //! drains on shutdown.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,13 +15,16 @@ use sagaflow_core::{
     Command, Context, Decision, Definition, DefinitionLimits, Event, Payload, Rejection, SagaState,
     SagaStatus, decide,
 };
-use sagaflow_store::{AppendBatch, LoadedSaga, NewSaga, SagaRecord, StartOutcome, Store};
+use sagaflow_store::{
+    AppendBatch, Fence, InboxKind, LoadedSaga, NewSaga, SagaRecord, StartOutcome, Store,
+};
 
 use super::actor::{self, Msg};
 use super::definitions::Definitions;
 use super::dispatcher::Dispatcher;
+use super::lease::Lease;
 use crate::clock::now_ms;
-use crate::config::Limits;
+use crate::config::{ClusterSettings, Limits};
 use crate::metrics::{Metrics, StatusLabel};
 
 /// Sagas whose recovery writes are in flight at once after a restart.
@@ -31,6 +34,9 @@ const RECOVERY_CONCURRENCY_MAX: usize = 512;
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Sagas one purge deletes at most (one journal write).
 const RETENTION_BATCH_MAX: usize = 500;
+
+/// How often a long poll on a saga driven by another replica reads it again.
+const REMOTE_WAIT_POLL: Duration = Duration::from_millis(50);
 
 /// Why the engine refused or failed a request; the API maps each to a problem.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +87,25 @@ pub(super) struct LiveSaga {
     pub status: watch::Receiver<Progress>,
 }
 
+/// The shards this replica holds leases on.
+pub(super) struct Shards {
+    /// The cluster's shard count (1 on the embedded store, 0 until the replica joined).
+    pub count: u32,
+    pub held: BTreeMap<u32, Arc<Lease>>,
+    /// Round-robin position for placing new sagas.
+    next: usize,
+}
+
 pub(super) struct Inner {
     pub store: Arc<dyn Store>,
+    pub cluster: ClusterSettings,
+    pub replica_id: String,
+    pub shards: Mutex<Shards>,
+    /// The embedded store's one lease: never lapses, fences nothing.
+    standing: Arc<Lease>,
+    /// Sagas whose task stopped on a failed write while their shard stayed ours: resumed from
+    /// the journal by the lease keeper.
+    pub stalled: Mutex<HashSet<String>>,
     pub definitions: Definitions,
     pub dispatcher: Dispatcher,
     pub metrics: Arc<Metrics>,
@@ -91,27 +114,106 @@ pub(super) struct Inner {
     pub live_changed: Notify,
     pub draining: watch::Sender<bool>,
     active: Arc<Semaphore>,
-    retry_lock: tokio::sync::Mutex<()>,
-    ready: AtomicBool,
+    /// Held while a saga is resumed from the journal (recovery, takeover, inbox, retry), so
+    /// that one saga never gets two tasks.
+    pub resume_lock: tokio::sync::Mutex<()>,
+    pub ready: AtomicBool,
+}
+
+impl Inner {
+    /// Whether the store is shared by replicas (leases, fencing, inboxes).
+    pub fn is_clustered(&self) -> bool {
+        self.store.leases().is_some()
+    }
+
+    /// The lease to place a new saga under: the standing one on the embedded store, else one
+    /// of the valid leases held, in turn; `None` when this replica holds no valid lease.
+    fn placement(&self) -> Option<Arc<Lease>> {
+        if !self.is_clustered() {
+            return Some(Arc::clone(&self.standing));
+        }
+        let mut shards = self.shards.lock();
+        let valid: Vec<&Arc<Lease>> = shards.held.values().filter(|l| l.is_valid()).collect();
+        if valid.is_empty() {
+            return None;
+        }
+        let pick = Arc::clone(valid[shards.next % valid.len()]);
+        shards.next = shards.next.wrapping_add(1);
+        Some(pick)
+    }
+
+    /// The valid lease this process holds on `shard`, if any.
+    pub fn lease_of(&self, shard: u32) -> Option<Arc<Lease>> {
+        if !self.is_clustered() {
+            return Some(Arc::clone(&self.standing));
+        }
+        self.shards
+            .lock()
+            .held
+            .get(&shard)
+            .filter(|l| l.is_valid())
+            .cloned()
+    }
+
+    /// The shard a saga started by a replica without leases goes to.
+    fn shard_for(&self, id: &str) -> u32 {
+        let count = self.shards.lock().count.max(1);
+        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % u64::from(count)) as u32
+    }
 }
 
 /// The engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, limits: Limits, metrics: Arc<Metrics>) -> Engine {
+        Engine::with_cluster(store, limits, ClusterSettings::default(), metrics)
+    }
+
+    /// An engine whose store may be shared by replicas, split as `cluster` says.
+    pub fn with_cluster(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        cluster: ClusterSettings,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
         let dispatcher = Dispatcher::new(
             limits.calls_in_flight_max,
             limits.output_bytes_max,
             Arc::clone(&metrics),
         );
         let (draining, _) = watch::channel(false);
+        let mut cluster = cluster;
+        cluster.lease_ttl = cluster.lease_ttl.max(crate::config::LEASE_TTL_MIN);
+        cluster.shards = cluster.shards.clamp(1, crate::config::SHARDS_MAX);
+        let clustered = store.leases().is_some();
+        let standing = Arc::new(Lease::standing());
+        let mut held = BTreeMap::new();
+        if !clustered {
+            held.insert(0, Arc::clone(&standing));
+        }
+        let replica_id = cluster
+            .replica_id
+            .clone()
+            .unwrap_or_else(super::cluster::random_replica_id);
         Engine {
             inner: Arc::new(Inner {
                 store,
+                cluster,
+                replica_id,
+                shards: Mutex::new(Shards {
+                    count: if clustered { 0 } else { 1 },
+                    held,
+                    next: 0,
+                }),
+                standing,
+                stalled: Mutex::new(HashSet::new()),
                 definitions: Definitions::default(),
                 dispatcher,
                 metrics,
@@ -120,7 +222,7 @@ impl Engine {
                 live: Mutex::new(HashMap::new()),
                 live_changed: Notify::new(),
                 draining,
-                retry_lock: tokio::sync::Mutex::new(()),
+                resume_lock: tokio::sync::Mutex::new(()),
                 ready: AtomicBool::new(false),
             }),
         }
@@ -219,6 +321,11 @@ impl Engine {
         let mut events = Vec::with_capacity(1 + decision.events.len());
         events.push(started);
         events.extend(decision.events);
+        let lease = self.inner.placement();
+        let shard = match &lease {
+            Some(lease) => lease.shard(),
+            None => self.inner.shard_for(&id),
+        };
         let record = SagaRecord {
             id: id.clone(),
             definition: state.definition.name.clone(),
@@ -228,19 +335,34 @@ impl Engine {
             updated_at_ms: state.updated_at_ms,
             idempotency_key: request.idempotency_key.clone(),
             request_hash: Some(request.request_hash.clone()),
-            shard: 0,
+            shard,
         };
         let started_at = std::time::Instant::now();
-        let outcome = self
-            .inner
-            .store
-            .start_saga(NewSaga {
-                record,
-                events,
-                fence: None,
-                handoff: false,
-            })
-            .await?;
+        let saga = NewSaga {
+            record,
+            events,
+            fence: lease.as_ref().and_then(|l| l.fence),
+            // Without a lease here, the shard's owner picks the saga up from its inbox.
+            handoff: lease.is_none(),
+        };
+        let retry_as_handoff = saga.fence.is_some().then(|| saga.clone());
+        let (outcome, lease) = match self.inner.store.start_saga(saga).await {
+            Ok(outcome) => (outcome, lease),
+            Err(sagaflow_store::Error::Fenced { .. }) => {
+                // The lease was lost a moment ago: hand the saga to the shard's next owner.
+                self.inner.metrics.fenced_writes.inc();
+                if let Some(lease) = &lease {
+                    lease.revoke();
+                }
+                let mut saga = retry_as_handoff.ok_or_else(|| {
+                    EngineError::Internal("a start without a fence was fenced".into())
+                })?;
+                saga.fence = None;
+                saga.handoff = true;
+                (self.inner.store.start_saga(saga).await?, None)
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.inner
             .metrics
             .journal_write_seconds
@@ -251,7 +373,9 @@ impl Engine {
                 self.inner.metrics.sagas_started.inc();
                 tracing::info!(saga_id = %id, definition = %state.definition.name, "saga started");
                 let view = SagaView::from_state(&state);
-                self.launch(state, decision.sends, Some(permit));
+                if let Some(lease) = lease {
+                    self.launch(state, decision.sends, Some(permit), lease);
+                }
                 Ok(Started {
                     id,
                     created: true,
@@ -262,11 +386,12 @@ impl Engine {
     }
 
     /// Hands a durable saga to its task, which makes `sends` and drives it from there.
-    fn launch(
+    pub(super) fn launch(
         &self,
         state: SagaState,
         sends: Vec<sagaflow_core::Send>,
         permit: Option<OwnedSemaphorePermit>,
+        lease: Arc<Lease>,
     ) {
         if state.status.is_terminal() {
             record_finished(&self.inner.metrics, state.status);
@@ -284,6 +409,7 @@ impl Engine {
         );
         actor::spawn(
             Arc::clone(&self.inner),
+            lease,
             state,
             sends,
             tx,
@@ -323,7 +449,7 @@ impl Engine {
             })
     }
 
-    async fn load(&self, id: &str) -> Result<(SagaState, SagaRecord), EngineError> {
+    pub(super) async fn load(&self, id: &str) -> Result<(SagaState, SagaRecord), EngineError> {
         let loaded = self
             .inner
             .store
@@ -334,7 +460,7 @@ impl Engine {
         Ok((state, loaded.record))
     }
 
-    async fn replay(&self, loaded: &LoadedSaga) -> Result<SagaState, EngineError> {
+    pub(super) async fn replay(&self, loaded: &LoadedSaga) -> Result<SagaState, EngineError> {
         let definition = self.definition_of(&loaded.record).await?;
         SagaState::replay(loaded.record.id.clone(), definition, &loaded.events).map_err(|e| {
             EngineError::Internal(format!("saga {} does not replay: {e}", loaded.record.id))
@@ -343,19 +469,46 @@ impl Engine {
 
     /// Waits until the saga is terminal or `timeout` passes. Returns its final view when this
     /// process drove it to the end while waiting; `None` otherwise (read it then).
+    ///
+    /// With replicas, a saga driven elsewhere (or that moves elsewhere while waiting) is read
+    /// again every few milliseconds until it ends or the time is up.
     pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Option<Arc<SagaView>> {
-        let mut receiver = self.inner.live.lock().get(id).map(|l| l.status.clone())?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let receiver = self.inner.live.lock().get(id).map(|l| l.status.clone());
         // A shutdown ends the wait at once: long polls must not hold up a drain.
         let mut draining = self.inner.draining.subscribe();
-        let ended = async {
-            tokio::select! {
-                progress = receiver.wait_for(|p| p.0.is_terminal()) => {
-                    progress.ok().and_then(|p| p.1.clone())
+        if let Some(mut receiver) = receiver {
+            let ended = async {
+                tokio::select! {
+                    progress = receiver.wait_for(|p| p.0.is_terminal()) => {
+                        // An error: its task stopped before the end (shard moved, or drain).
+                        progress.ok().and_then(|p| p.1.clone())
+                    }
+                    _ = draining.wait_for(|d| *d) => None,
                 }
-                _ = draining.wait_for(|d| *d) => None,
+            };
+            match tokio::time::timeout_at(deadline, ended).await {
+                Ok(Some(view)) => return Some(view),
+                Ok(None) if self.inner.is_clustered() && !*self.inner.draining.borrow() => {}
+                _ => return None,
+            }
+        } else if !self.inner.is_clustered() {
+            return None;
+        }
+        let polled = async {
+            loop {
+                if let Ok((state, _)) = self.load(id).await
+                    && state.status.is_terminal()
+                {
+                    return Some(Arc::new(SagaView::from_state(&state)));
+                }
+                tokio::time::sleep(REMOTE_WAIT_POLL).await;
             }
         };
-        tokio::time::timeout(timeout, ended).await.ok().flatten()
+        tokio::select! {
+            view = tokio::time::timeout_at(deadline, polled) => view.ok().flatten(),
+            _ = draining.wait_for(|d| *d) => None,
+        }
     }
 
     /// Cancels a saga: no new step, compensate what completed.
@@ -371,39 +524,54 @@ impl Engine {
                 }
             }
         }
-        let (state, _) = self.load(id).await?;
+        let (state, record) = self.load(id).await?;
         if state.status.is_terminal() {
             return Err(EngineError::Conflict(
                 Rejection::CancelTerminal(state.status.as_str()).to_string(),
             ));
+        }
+        if let Some(leases) = self.inner.store.leases() {
+            // Driven by another replica (or not yet resumed here): its owner cancels it.
+            leases
+                .post(record.shard, id, InboxKind::Cancel, now_ms())
+                .await?;
+            return Ok(SagaView::from_state(&state));
         }
         Err(EngineError::ShuttingDown)
     }
 
     /// Resumes the compensations of a failed saga with fresh attempts.
     pub async fn retry(&self, id: &str) -> Result<SagaView, EngineError> {
-        let _one_at_a_time = self.inner.retry_lock.lock().await;
+        let _one_at_a_time = self.inner.resume_lock.lock().await;
         if *self.inner.draining.borrow() {
             return Err(EngineError::ShuttingDown);
         }
-        let (state, _) = self.load(id).await?;
+        let (state, record) = self.load(id).await?;
         let now = now_ms();
         let decision = decide(&state, Command::Retry, context(now))
             .map_err(|e| EngineError::Conflict(e.to_string()))?;
+        let Some(lease) = self.inner.lease_of(record.shard) else {
+            // Another replica holds the shard: its owner resumes the saga.
+            if let Some(leases) = self.inner.store.leases() {
+                leases.post(record.shard, id, InboxKind::Retry, now).await?;
+            }
+            return Ok(SagaView::from_state(&state));
+        };
         let permit = Arc::clone(&self.inner.active)
             .try_acquire_owned()
             .map_err(|_| EngineError::Overloaded(self.inner.limits.sagas_active_max))?;
-        let state = self.commit(state, &decision).await?;
+        let state = self.commit(state, &decision, lease.fence).await?;
         let view = SagaView::from_state(&state);
-        self.launch(state, decision.sends, Some(permit));
+        self.launch(state, decision.sends, Some(permit), lease);
         Ok(view)
     }
 
     /// Journals a decision and applies it.
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         mut state: SagaState,
         decision: &Decision,
+        fence: Option<Fence>,
     ) -> Result<SagaState, EngineError> {
         if decision.events.is_empty() {
             return Ok(state);
@@ -418,7 +586,7 @@ impl Engine {
                 events: decision.events.clone(),
                 status: state.status,
                 updated_at_ms: state.updated_at_ms,
-                fence: None,
+                fence,
             })
             .await?;
         Ok(state)
@@ -426,13 +594,46 @@ impl Engine {
 
     /// Resumes every unfinished saga of the journal: in-flight attempts are sent again, due
     /// retries and timeouts fire, the rest are re-armed. Then the engine is ready.
+    ///
+    /// With replicas, this joins the cluster instead: the lease keeper takes this replica's
+    /// share of the shards and resumes their sagas, and the engine is ready once it joined.
     pub async fn recover(&self) -> Result<usize, EngineError> {
+        if self.inner.is_clustered() {
+            return Ok(self.join_cluster().await);
+        }
         let unfinished = self.inner.store.load_unfinished().await?;
-        let count = unfinished.len();
+        let standing = Arc::clone(&self.inner.standing);
+        let count = self
+            .resume_all(unfinished, |_| Some(Arc::clone(&standing)))
+            .await?;
+        self.inner.ready.store(true, Ordering::Release);
+        if count > 0 {
+            tracing::info!(sagas = count, "recovered unfinished sagas");
+        }
+        Ok(count)
+    }
+
+    /// Resumes loaded sagas under the lease `lease_of` gives for their shard (skipping those
+    /// it gives none for, and those already driven here); answers how many were resumed.
+    pub(super) async fn resume_all(
+        &self,
+        loaded: Vec<LoadedSaga>,
+        lease_of: impl Fn(u32) -> Option<Arc<Lease>>,
+    ) -> Result<usize, EngineError> {
+        let _one_at_a_time = self.inner.resume_lock.lock().await;
+        let todo: Vec<(LoadedSaga, Arc<Lease>)> = {
+            let live = self.inner.live.lock();
+            loaded
+                .into_iter()
+                .filter(|l| !live.contains_key(&l.record.id) && !l.record.status.is_terminal())
+                .filter_map(|l| lease_of(l.record.shard).map(|lease| (l, lease)))
+                .collect()
+        };
+        let mut count = 0;
         // Each saga's re-send events are journaled before its calls leave; the writes go out
         // together so that group commit makes few durable writes of them, not one per saga.
-        let mut resumed = futures::stream::iter(unfinished)
-            .map(|loaded| async move {
+        let mut resumed = futures::stream::iter(todo)
+            .map(|(loaded, lease)| async move {
                 let state = match self.replay(&loaded).await {
                     Ok(state) => state,
                     Err(e) => {
@@ -442,20 +643,31 @@ impl Engine {
                 };
                 let decision = decide(&state, Command::Recover, context(now_ms()))
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
-                let state = self.commit(state, &decision).await?;
-                Ok::<_, EngineError>(Some((state, decision.sends)))
+                let id = state.id.clone();
+                match self.commit(state, &decision, lease.fence).await {
+                    Ok(state) => Ok(Some((state, decision.sends, lease))),
+                    // With replicas, one saga's failed write must not stop the others.
+                    Err(EngineError::Store(sagaflow_store::Error::Fenced { .. })) => {
+                        self.inner.metrics.fenced_writes.inc();
+                        lease.revoke();
+                        Ok(None)
+                    }
+                    Err(e) if self.inner.is_clustered() => {
+                        tracing::warn!(saga_id = %id, error = %e, "resuming a saga failed; trying again later");
+                        self.inner.stalled.lock().insert(id);
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
             })
             .buffer_unordered(RECOVERY_CONCURRENCY_MAX);
         while let Some(result) = resumed.next().await {
-            if let Some((state, sends)) = result? {
+            if let Some((state, sends, lease)) = result? {
                 // Recovered sagas run even above the limit: they were accepted already.
                 let permit = Arc::clone(&self.inner.active).try_acquire_owned().ok();
-                self.launch(state, sends, permit);
+                self.launch(state, sends, permit, lease);
+                count += 1;
             }
-        }
-        self.inner.ready.store(true, Ordering::Release);
-        if count > 0 {
-            tracing::info!(sagas = count, "recovered unfinished sagas");
         }
         Ok(count)
     }
@@ -518,6 +730,9 @@ impl Engine {
                 );
                 break;
             }
+        }
+        if self.inner.is_clustered() {
+            self.leave_cluster().await;
         }
         if let Err(e) = self.inner.store.close().await {
             tracing::error!(error = %e, "closing the journal failed");
