@@ -1,10 +1,16 @@
 //! The bench's participant: answers every step at once, as fast as it can. `/refuse` answers a
 //! business no (422); `/park` holds the call for ten minutes (sagas parked on a slow step);
-//! anything else 200 with a small JSON body.
+//! anything else 200 with a small JSON body. `GET /_bench/parked` says how many `/park` calls
+//! arrived so far, so the bench can tell when a restarted coordinator has sent its calls again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 
 use super::BenchParticipantArgs;
 use crate::error::Error;
@@ -12,8 +18,12 @@ use crate::error::Error;
 /// How long `/park` holds a call: longer than any bench runs.
 const PARK_MS: u64 = 600_000;
 
-async fn answer(uri: Uri) -> Response {
+/// The path that reports the count of `/park` calls received.
+pub const PARKED_CALLS_PATH: &str = "/_bench/parked";
+
+async fn answer(State(parked): State<Arc<AtomicU64>>, uri: Uri) -> Response {
     if uri.path().starts_with("/park") {
+        parked.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(std::time::Duration::from_millis(PARK_MS)).await;
     }
     if uri.path().starts_with("/refuse") {
@@ -31,9 +41,16 @@ async fn answer(uri: Uri) -> Response {
         .into_response()
 }
 
+async fn parked_calls(State(parked): State<Arc<AtomicU64>>) -> String {
+    parked.load(Ordering::Relaxed).to_string()
+}
+
 /// The participant's routes.
 pub fn app() -> Router {
-    Router::new().fallback(answer)
+    Router::new()
+        .route(PARKED_CALLS_PATH, get(parked_calls))
+        .fallback(answer)
+        .with_state(Arc::new(AtomicU64::new(0)))
 }
 
 /// Runs the participant until killed; prints `listening on ADDR` first.
