@@ -18,6 +18,12 @@ use crate::error::Error;
 /// How long `/park` holds a call: longer than any bench runs.
 const PARK_MS: u64 = 600_000;
 
+/// Connections the kernel may queue before the participant accepts them. A restarted
+/// coordinator re-sends up to `calls_in_flight_max` (4,096) parked calls at once, each on a new
+/// connection; tokio's default of 1,024 overflowed and the dropped SYNs came back a second
+/// later (the kernel's first retransmit), which timed the kernel, not the coordinator.
+const LISTEN_BACKLOG: u32 = 4_096;
+
 /// The path that reports the count of `/park` calls received.
 pub const PARKED_CALLS_PATH: &str = "/_bench/parked";
 
@@ -60,9 +66,17 @@ pub fn serve(args: BenchParticipantArgs) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", args.listen)))?;
+        let cannot =
+            |e: std::io::Error| Error::Other(format!("cannot listen on {}: {e}", args.listen));
+        let socket = if args.listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(cannot)?;
+        socket.set_reuseaddr(true).map_err(cannot)?;
+        socket.bind(args.listen).map_err(cannot)?;
+        let listener = socket.listen(LISTEN_BACKLOG).map_err(cannot)?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Other(e.to_string()))?;
