@@ -82,6 +82,11 @@ def table(results):
 
 
 PARKED = 10_000
+# The soak (memory over many sagas) dominates the script's run time: ~4 minutes at 5,000/s.
+SOAK = 100_000 if QUICK else 1_000_000
+# The restart scenario: finished sagas written into the journal, unfinished ones parked.
+RESTART_FINISHED = 100_000 if QUICK else 1_000_000
+RESTART_UNFINISHED = 10_000
 
 
 def parked_table(r):
@@ -93,19 +98,59 @@ def parked_table(r):
     )
 
 
+def soak_table(r):
+    samples = r["samples"]
+    head = "| sagas completed | " + " | ".join(f"{s['sagas']:,}" for s in samples) + " |"
+    rule = "|---|" + "---:|" * len(samples)
+    rss = "| RSS MB | " + " | ".join(f"{s['rss_mb']:.1f}" for s in samples) + " |"
+    at = "| at s | " + " | ".join(f"{s['elapsed_s']:.0f}" for s in samples) + " |"
+    summary = (
+        "| soak | sagas | errors | sagas/s | p99 ms | max ms | RSS idle MB | RSS warm MB (first 10 %) "
+        "| RSS min–max MB | RSS last MB | spread (max−min)/min | journal bytes |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {r['workload']}, -c {r['concurrency']} | {r['sagas']:,} | {r['errors']} | {r['sagas_per_s']:,.0f} "
+        f"| {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['rss_idle_mb']:.1f} | {r['rss_warm_mb']:.1f} "
+        f"| {r['rss_min_mb']:.1f}–{r['rss_max_mb']:.1f} | {r['rss_last_mb']:.1f} "
+        f"| {r['rss_spread'] * 100:.1f} % | {r['journal_bytes']:,} |"
+    )
+    return summary + "\n\n" + "\n".join([head, rule, rss, at])
+
+
+def restart_table(r):
+    runs = " / ".join(f"{x['ready_s']:.2f}" for x in r["restarts"])
+    resent = " / ".join(f"{x['calls_resent_s']:.2f}" for x in r["restarts"])
+    return (
+        "| finished sagas in the journal | unfinished | fill s | first start to /readyz s "
+        "| restart to /readyz s (median) | each restart s | calls re-sent s (median) | each restart s "
+        "| journal bytes |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {r['finished']:,} | {r['unfinished']:,} | {r['fill_s']:.1f} | {r['first_ready_s']:.2f} "
+        f"| {r['restart_ready_s']:.2f} | {runs} | {r['calls_resent_s']:.2f} | {resent} | {r['journal_bytes']:,} |"
+    )
+
+
+def run_json(args):
+    command = [BIN, "bench", "--json"] + args
+    print("$", " ".join(["sagaflow"] + command[1:]), file=sys.stderr, flush=True)
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
     results = [(label, run(args)) for label, args in SCENARIOS]
-    print("$ sagaflow bench --json --parked", PARKED, file=sys.stderr, flush=True)
-    parked = json.loads(subprocess.run([BIN, "bench", "--json", "--parked", str(PARKED)],
-                                       check=True, capture_output=True, text=True).stdout.strip())
+    parked = run_json(["--parked", str(PARKED)])
+    soak = run_json(["--soak", str(SOAK), "--workload", "saga-3", "-c", "64"])
+    restart = run_json(["--restart-finished", str(RESTART_FINISHED),
+                        "--restart-unfinished", str(RESTART_UNFINISHED)])
     os.makedirs(os.path.join(ROOT, "benchmarks"), exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with open(os.path.join(ROOT, "benchmarks", "results.json"), "w") as f:
         json.dump({"when": stamp, "machine": machine(), "quick": QUICK,
-                   "results": [{"scenario": l, **r} for l, r in results], "parked": parked}, f, indent=2)
+                   "results": [{"scenario": l, **r} for l, r in results], "parked": parked,
+                   "soak": soak, "restart": restart}, f, indent=2)
         f.write("\n")
     block = (f"<!-- figures:begin -->\nMeasured {stamp} on {machine()}"
-             f"{' (quick run: shorter windows)' if QUICK else ''}.\n\n{table(results)}\n\n{parked_table(parked)}\n<!-- figures:end -->")
+             f"{' (quick run: shorter windows)' if QUICK else ''}.\n\n{table(results)}\n\n{parked_table(parked)}\n\n"
+             f"{soak_table(soak)}\n\n{restart_table(restart)}\n<!-- figures:end -->")
     path = os.path.join(ROOT, "BENCHMARKS.md")
     with open(path) as f:
         text = f.read()
@@ -114,6 +159,8 @@ def main():
     with open(path, "w") as f:
         f.write(text)
     print(table(results))
+    print(soak_table(soak))
+    print(restart_table(restart))
 
 
 if __name__ == "__main__":

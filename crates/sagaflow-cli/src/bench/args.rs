@@ -48,6 +48,27 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SAGAS")]
     pub parked: Option<usize>,
 
+    /// Instead of a timed load: drive the workload (closed loop, `-c` clients) until this many
+    /// sagas were started, reading the coordinator's resident memory (VmRSS) after every tenth of
+    /// them; reports how much it moved after the first tenth.
+    #[arg(long, value_name = "SAGAS", conflicts_with_all = ["parked", "rate", "baseline", "compare_direct"])]
+    pub soak: Option<u64>,
+
+    /// Instead of a load: write this many finished sagas into a fresh journal, park
+    /// `--restart-unfinished` sagas through the coordinator, then `kill -9` it and time restarts
+    /// until `/readyz` and until the parked calls are sent again.
+    #[arg(long, value_name = "SAGAS", conflicts_with_all = ["parked", "soak", "rate", "baseline", "compare_direct"])]
+    pub restart_finished: Option<u64>,
+
+    /// With `--restart-finished`: the unfinished sagas in the journal at each restart.
+    #[arg(
+        long,
+        value_name = "SAGAS",
+        default_value_t = 10_000,
+        requires = "restart_finished"
+    )]
+    pub restart_unfinished: usize,
+
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -132,6 +132,48 @@ pub async fn wait_ready(
     }
 }
 
+/// How many `/park` calls the bench participant at `participant` has received.
+pub async fn parked_calls(http: &reqwest::Client, participant: SocketAddr) -> Result<u64, Error> {
+    let url = format!(
+        "http://{participant}{}",
+        super::participant::PARKED_CALLS_PATH
+    );
+    let text = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| Error::Other(format!("asking the participant for its parked calls: {e}")))?
+        .text()
+        .await
+        .map_err(|e| Error::Other(format!("reading the participant's parked calls: {e}")))?;
+    text.trim()
+        .parse()
+        .map_err(|_| Error::Other(format!("the participant counted {text:?} parked calls")))
+}
+
+/// Waits until the participant has received at least `count` `/park` calls.
+pub async fn wait_parked_calls(
+    http: &reqwest::Client,
+    participant: SocketAddr,
+    count: u64,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = parked_calls(http, participant).await?;
+        if seen >= count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Other(format!(
+                "the participant received {seen} of {count} parked calls within {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// CPU seconds (user + system) a process has used, from /proc (Linux; USER_HZ = 100).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -2,6 +2,7 @@
 //! coordinator or, for the baseline, straight against the participant.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -205,6 +206,53 @@ pub async fn closed_loop(
             all.merge(samples);
         }
     }
+    all
+}
+
+/// `concurrency` clients, each starting the next unit as soon as its last one ended, until
+/// `total` units were started; every unit counts. `on_success(k)` runs in the client that saw
+/// the k-th success (the soak samples memory from it). The window is the whole run.
+pub async fn closed_loop_count(
+    op: Arc<Op>,
+    concurrency: usize,
+    total: u64,
+    on_success: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Samples {
+    let start = Instant::now();
+    let issued = Arc::new(AtomicU64::new(0));
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency.max(1) {
+        let (op, issued, succeeded) =
+            (Arc::clone(&op), Arc::clone(&issued), Arc::clone(&succeeded));
+        let on_success = Arc::clone(&on_success);
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Samples::default();
+            while issued.fetch_add(1, Ordering::Relaxed) < total {
+                let began = Instant::now();
+                match op.run_once().await {
+                    Ok(()) => {
+                        samples
+                            .latencies_us
+                            .push(began.elapsed().as_micros() as u64);
+                        on_success(succeeded.fetch_add(1, Ordering::Relaxed) + 1);
+                    }
+                    Err(e) => {
+                        samples.errors += 1;
+                        samples.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            samples
+        }));
+    }
+    let mut all = Samples::default();
+    for task in tasks {
+        if let Ok(samples) = task.await {
+            all.merge(samples);
+        }
+    }
+    all.window = start.elapsed();
     all
 }
 

@@ -7,7 +7,9 @@ mod load;
 mod parked;
 mod participant;
 mod report;
+mod restart;
 mod run;
+mod soak;
 mod workload;
 
 pub use args::{BenchArgs, BenchParticipantArgs};

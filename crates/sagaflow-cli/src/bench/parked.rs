@@ -57,6 +57,34 @@ pub async fn run(args: &BenchArgs, sagas: usize) -> Result<ParkedReport, Error> 
     let base = format!("http://{addr}");
     children::wait_ready(&http, &format!("{base}/readyz"), &mut coordinator).await?;
     let rss_idle_mb = children::rss_mb(coordinator.pid()).unwrap_or(0.0);
+    park(&http, &base, participant_addr, sagas).await?;
+    // Let every saga reach its parked call, then read the memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_parked_mb = children::rss_mb(coordinator.pid()).unwrap_or(0.0);
+    drop(coordinator); // SIGKILL
+    let restarted_at = Instant::now();
+    let (mut coordinator, addr) = children::coordinator_at(&data_dir, &args.store, addr)?;
+    children::wait_ready(&http, &format!("http://{addr}/readyz"), &mut coordinator).await?;
+    let restart_ready_s = restarted_at.elapsed().as_secs_f64();
+    Ok(ParkedReport {
+        workload: "parked",
+        parked: sagas,
+        rss_parked_mb,
+        rss_idle_mb,
+        rss_per_parked_saga_kb: (rss_parked_mb - rss_idle_mb) * 1024.0 / sagas.max(1) as f64,
+        restart_ready_s,
+        journal_bytes: children::dir_bytes(&data_dir),
+    })
+}
+
+/// Registers the parked definition and starts `sagas` sagas on it through the coordinator at
+/// `base`; each one's first step calls the participant's `/park`, which does not answer.
+pub async fn park(
+    http: &reqwest::Client,
+    base: &str,
+    participant_addr: std::net::SocketAddr,
+    sagas: usize,
+) -> Result<(), Error> {
     let definition = json!({"name": "bench-parked", "steps": [
         {"name": "slow", "action": {"url": format!("http://{participant_addr}/park"), "timeout_ms": 3_600_000}},
         {"name": "after", "action": {"url": format!("http://{participant_addr}/after")}}
@@ -70,7 +98,7 @@ pub async fn run(args: &BenchArgs, sagas: usize) -> Result<ParkedReport, Error> 
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..START_CONCURRENCY {
-        let (http, base, body, next) = (http.clone(), base.clone(), body.clone(), next.clone());
+        let (http, base, body, next) = (http.clone(), base.to_owned(), body.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < sagas {
                 let response = http
@@ -92,21 +120,5 @@ pub async fn run(args: &BenchArgs, sagas: usize) -> Result<ParkedReport, Error> 
             .map_err(|e| Error::Other(e.to_string()))?
             .map_err(Error::Other)?;
     }
-    // Let every saga reach its parked call, then read the memory.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_parked_mb = children::rss_mb(coordinator.pid()).unwrap_or(0.0);
-    drop(coordinator); // SIGKILL
-    let restarted_at = Instant::now();
-    let (mut coordinator, addr) = children::coordinator_at(&data_dir, &args.store, addr)?;
-    children::wait_ready(&http, &format!("http://{addr}/readyz"), &mut coordinator).await?;
-    let restart_ready_s = restarted_at.elapsed().as_secs_f64();
-    Ok(ParkedReport {
-        workload: "parked",
-        parked: sagas,
-        rss_parked_mb,
-        rss_idle_mb,
-        rss_per_parked_saga_kb: (rss_parked_mb - rss_idle_mb) * 1024.0 / sagas.max(1) as f64,
-        restart_ready_s,
-        journal_bytes: children::dir_bytes(&data_dir),
-    })
+    Ok(())
 }

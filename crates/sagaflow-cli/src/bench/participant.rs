@@ -1,10 +1,16 @@
 //! The bench's participant: answers every step at once, as fast as it can. `/refuse` answers a
 //! business no (422); `/park` holds the call for ten minutes (sagas parked on a slow step);
-//! anything else 200 with a small JSON body.
+//! anything else 200 with a small JSON body. `GET /_bench/parked` says how many `/park` calls
+//! arrived so far, so the bench can tell when a restarted coordinator has sent its calls again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 
 use super::BenchParticipantArgs;
 use crate::error::Error;
@@ -12,8 +18,18 @@ use crate::error::Error;
 /// How long `/park` holds a call: longer than any bench runs.
 const PARK_MS: u64 = 600_000;
 
-async fn answer(uri: Uri) -> Response {
+/// Connections the kernel may queue before the participant accepts them. A restarted
+/// coordinator re-sends up to `calls_in_flight_max` (4,096) parked calls at once, each on a new
+/// connection; tokio's default of 1,024 overflowed and the dropped SYNs came back a second
+/// later (the kernel's first retransmit), which timed the kernel, not the coordinator.
+const LISTEN_BACKLOG: u32 = 4_096;
+
+/// The path that reports the count of `/park` calls received.
+pub const PARKED_CALLS_PATH: &str = "/_bench/parked";
+
+async fn answer(State(parked): State<Arc<AtomicU64>>, uri: Uri) -> Response {
     if uri.path().starts_with("/park") {
+        parked.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(std::time::Duration::from_millis(PARK_MS)).await;
     }
     if uri.path().starts_with("/refuse") {
@@ -31,9 +47,16 @@ async fn answer(uri: Uri) -> Response {
         .into_response()
 }
 
+async fn parked_calls(State(parked): State<Arc<AtomicU64>>) -> String {
+    parked.load(Ordering::Relaxed).to_string()
+}
+
 /// The participant's routes.
 pub fn app() -> Router {
-    Router::new().fallback(answer)
+    Router::new()
+        .route(PARKED_CALLS_PATH, get(parked_calls))
+        .fallback(answer)
+        .with_state(Arc::new(AtomicU64::new(0)))
 }
 
 /// Runs the participant until killed; prints `listening on ADDR` first.
@@ -43,9 +66,17 @@ pub fn serve(args: BenchParticipantArgs) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", args.listen)))?;
+        let cannot =
+            |e: std::io::Error| Error::Other(format!("cannot listen on {}: {e}", args.listen));
+        let socket = if args.listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(cannot)?;
+        socket.set_reuseaddr(true).map_err(cannot)?;
+        socket.bind(args.listen).map_err(cannot)?;
+        let listener = socket.listen(LISTEN_BACKLOG).map_err(cannot)?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Other(e.to_string()))?;

@@ -6,8 +6,17 @@ use std::time::Duration;
 use super::args::{Baseline, BenchArgs};
 use super::children;
 use super::load::{self, Op, Samples};
+use super::parked::ParkedReport;
 use super::report::Report;
+use super::restart::RestartReport;
+use super::soak::SoakReport;
 use crate::error::Error;
+
+/// The soak's range: each tenth must hold a few sagas; a billion would take days.
+const SOAK_SAGAS_MIN: u64 = 10;
+const SOAK_SAGAS_MAX: u64 = 1_000_000_000;
+/// Finished sagas the restart bench writes at most (about 2 KB of journal each).
+const RESTART_FINISHED_MAX: u64 = 100_000_000;
 
 /// Runs `sagaflow bench` and prints its report.
 pub fn run(args: BenchArgs) -> Result<String, Error> {
@@ -31,22 +40,53 @@ pub fn run(args: BenchArgs) -> Result<String, Error> {
             ));
         }
         let report = runtime.block_on(super::parked::run(&args, sagas))?;
-        return Ok(if args.json {
-            let mut text =
-                serde_json::to_string(&report).map_err(|e| Error::Other(e.to_string()))?;
-            text.push('\n');
-            text
-        } else {
-            report.table()
-        });
+        return output(&args, &report, ParkedReport::table);
+    }
+    if let Some(sagas) = args.soak {
+        if !(SOAK_SAGAS_MIN..=SOAK_SAGAS_MAX).contains(&sagas) {
+            return Err(Error::Input(format!(
+                "--soak must be between {SOAK_SAGAS_MIN} and {SOAK_SAGAS_MAX}"
+            )));
+        }
+        let report = runtime.block_on(super::soak::run(&args, sagas))?;
+        return output(&args, &report, SoakReport::table);
+    }
+    if let Some(finished) = args.restart_finished {
+        if finished > RESTART_FINISHED_MAX {
+            return Err(Error::Input(format!(
+                "--restart-finished must be at most {RESTART_FINISHED_MAX}"
+            )));
+        }
+        let unfinished = args.restart_unfinished;
+        if unfinished == 0 || unfinished > 1_000_000 {
+            return Err(Error::Input(
+                "--restart-unfinished must be between 1 and 1000000".into(),
+            ));
+        }
+        if args.store != "embedded" {
+            return Err(Error::Input(
+                "--restart-finished fills the embedded journal; --store must be embedded".into(),
+            ));
+        }
+        let report = runtime.block_on(super::restart::run(&args, finished, unfinished))?;
+        return output(&args, &report, RestartReport::table);
     }
     let report = runtime.block_on(bench(&args))?;
+    output(&args, &report, Report::table)
+}
+
+/// A report as one JSON line (`--json`) or as its table.
+fn output<R: serde::Serialize>(
+    args: &BenchArgs,
+    report: &R,
+    table: impl Fn(&R) -> String,
+) -> Result<String, Error> {
     Ok(if args.json {
-        let mut text = serde_json::to_string(&report).map_err(|e| Error::Other(e.to_string()))?;
+        let mut text = serde_json::to_string(report).map_err(|e| Error::Other(e.to_string()))?;
         text.push('\n');
         text
     } else {
-        report.table()
+        table(report)
     })
 }
 
