@@ -286,8 +286,11 @@ fn completed_saga(
             idempotency_key: None,
             // The API's digest is 32 hex digits; the same bytes on disk.
             request_hash: Some(format!("{:032x}", u128::from(definition.version))),
+            shard: 0,
         },
         events,
+        fence: None,
+        handoff: false,
     })
 }
 
