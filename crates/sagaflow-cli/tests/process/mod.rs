@@ -20,6 +20,29 @@ impl Child {
         Child(Some(child))
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(std::process::Child::id)
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("the process runs");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// Whether it is still running (it did not exit or crash).
+    pub fn is_running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL: no chance to flush or say goodbye.
     pub fn kill_9(&mut self) {
         if let Some(mut child) = self.0.take() {

@@ -79,6 +79,8 @@ pub struct Record {
     pub method: String,
     pub path: String,
     pub traceparent: Option<String>,
+    /// When it arrived (RFC 3339, milliseconds): tests compare it with when sagas ended.
+    pub received_at: String,
 }
 
 /// See the module doc.
@@ -117,6 +119,7 @@ impl Ledger {
                 method: delivery.method.clone(),
                 path: delivery.path.clone(),
                 traceparent: delivery.traceparent.clone(),
+                received_at: sagaflow_api::time::rfc3339(now_ms()),
             });
         } else if self.records.len() == DELIVERIES_MAX && seq == DELIVERIES_MAX as u64 {
             tracing::warn!(
@@ -224,4 +227,10 @@ impl Ledger {
             }
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
