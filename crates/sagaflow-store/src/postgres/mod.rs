@@ -35,7 +35,18 @@
 //!
 //! No `LISTEN`/`NOTIFY`, no advisory locks, no PL/pgSQL, no triggers, no `SERIAL`, no foreign
 //! keys on the hot path. It uses `INSERT … ON CONFLICT`, `RETURNING`, data-modifying CTEs,
-//! `unnest(…) WITH ORDINALITY`, `SELECT … FOR UPDATE`, savepoints, `BIGINT` columns.
+//! `unnest(…) WITH ORDINALITY`, `SELECT … FOR UPDATE` / `FOR SHARE` / `SKIP LOCKED`,
+//! `generate_series`, `now()` with intervals, partial indexes, savepoints, `BIGINT` columns.
+//!
+//! # Shards and leases (`leases.rs`)
+//!
+//! `sagaflow_leases` has a row per shard (owner, epoch, expiry by the database's clock).
+//! Acquiring (free or expired shards, `FOR UPDATE SKIP LOCKED`) and releasing bump the epoch;
+//! renewing keeps it. Starts and appends carry the writer's lease and take `FOR SHARE` on its row
+//! at that epoch in the same statement: a takeover waits for them, and they see its new epoch
+//! once it committed, so a stale write is refused ([`Error::Fenced`](crate::Error::Fenced)) and
+//! writes nothing. On CockroachDB (SERIALIZABLE) the same statements are correct without the
+//! lock; its `FOR SHARE` is honoured since v23.2.
 //!
 //! # What CockroachDB would need (not tested here: no CockroachDB on this machine)
 //!
