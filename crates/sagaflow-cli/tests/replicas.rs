@@ -261,7 +261,7 @@ impl Harness {
             while !stop.load(Ordering::SeqCst) {
                 ticker.tick().await;
                 order += 1;
-                let refuse = order % 5 == 0;
+                let refuse = order.is_multiple_of(5);
                 let input = if refuse {
                     json!({"order": order, "refuse": "ship"})
                 } else {
