@@ -442,6 +442,26 @@ fn a_killed_replicas_shards_are_taken_over_and_every_saga_finishes() {
             takeover <= LEASE_TTL + Duration::from_secs(3),
             "takeover took {takeover:?}, more than the lease time plus a few seconds"
         );
+
+        // A graceful stop hands the shards back at once: the last replica has them all well
+        // before the stopped one's leases could have expired.
+        let leaving = 2;
+        harness.replicas[leaving].up.store(false, Ordering::SeqCst);
+        let stopped = Instant::now();
+        let status = harness.replicas[leaving].child.terminate();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "SIGTERM exit: {status:?}"
+        );
+        let handed_over = harness.wait_balanced(LEASE_TTL * 5).await + stopped.elapsed();
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SIGTERM: shards handed over in {handed_over:?}"
+        );
+        assert!(
+            handed_over < LEASE_TTL,
+            "a graceful stop took {handed_over:?} to hand its shards over"
+        );
         harness.finish().await;
     });
 }

@@ -98,6 +98,13 @@ const MIGRATIONS: &[(&str, &str)] = &[
     CREATE INDEX sagaflow_inbox_by_shard ON sagaflow_inbox (shard, id);
 "#,
     ),
+    (
+        "an index of finished sagas by time, for retention",
+        r#"
+    CREATE INDEX sagaflow_sagas_finished_by_time ON sagaflow_sagas (updated_at_ms)
+        WHERE status IN ('completed', 'compensated');
+"#,
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -187,7 +187,7 @@ const PURGE_SQL: &str = "\
 WITH doomed AS (
     SELECT id FROM sagaflow_sagas
     WHERE status IN ('completed', 'compensated') AND updated_at_ms < $1::BIGINT
-    ORDER BY seq LIMIT $2::BIGINT
+    ORDER BY updated_at_ms LIMIT $2::BIGINT
 ), journal AS (
     DELETE FROM sagaflow_events WHERE saga_id IN (SELECT id FROM doomed)
     RETURNING 1

@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use crate::Error;
 
 /// The schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE definitions (
         name          TEXT    NOT NULL,
         version       INTEGER NOT NULL,
@@ -36,7 +37,14 @@ const MIGRATIONS: &[&str] = &[r#"
         body    TEXT    NOT NULL
     );
     CREATE INDEX events_by_saga ON events (saga_id, seq);
-"#];
+"#,
+    // Retention finds what to purge without scanning every finished saga: the scan ran in the
+    // writer thread and grew with the journal (0.1-0.2 s with 1M finished sagas).
+    r#"
+    CREATE INDEX sagas_finished_by_time ON sagas (updated_at_ms)
+        WHERE status IN ('completed', 'compensated');
+"#,
+];
 
 /// Opens a connection with the settings every connection needs.
 pub(crate) fn open(path: &Path) -> Result<Connection, Error> {
