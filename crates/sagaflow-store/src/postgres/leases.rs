@@ -37,11 +37,21 @@ WITH me AS (
 )
 SELECT COUNT(*) FROM sagaflow_replicas WHERE expires_at > now() AND id <> $1::TEXT";
 
+/// Rows are locked in shard order first, as journal batches lock them (see `write.rs`), so the
+/// two never deadlock.
 const RENEW_SQL: &str = "\
+WITH mine AS (
+    SELECT l.shard FROM sagaflow_leases l
+    JOIN unnest($2::INT[], $3::BIGINT[]) AS held (shard, epoch)
+        ON l.shard = held.shard AND l.epoch = held.epoch
+    WHERE l.owner = $1::TEXT
+    ORDER BY l.shard
+    FOR UPDATE OF l
+)
 UPDATE sagaflow_leases l
 SET expires_at = now() + $4::BIGINT * INTERVAL '1 millisecond'
-FROM unnest($2::INT[], $3::BIGINT[]) AS held (shard, epoch)
-WHERE l.shard = held.shard AND l.epoch = held.epoch AND l.owner = $1::TEXT
+FROM mine
+WHERE l.shard = mine.shard
 RETURNING l.shard, l.epoch";
 
 /// Free shards first, then expired ones; shards another replica is taking right now are
@@ -64,10 +74,18 @@ RETURNING l.shard, l.epoch";
 /// The epoch moves on when a shard is given back, so nothing written under the old lease can
 /// land once another replica may have loaded the shard.
 const RELEASE_SQL: &str = "\
+WITH mine AS (
+    SELECT l.shard FROM sagaflow_leases l
+    JOIN unnest($2::INT[], $3::BIGINT[]) AS held (shard, epoch)
+        ON l.shard = held.shard AND l.epoch = held.epoch
+    WHERE l.owner = $1::TEXT
+    ORDER BY l.shard
+    FOR UPDATE OF l
+)
 UPDATE sagaflow_leases l
 SET owner = NULL, epoch = l.epoch + 1, expires_at = now()
-FROM unnest($2::INT[], $3::BIGINT[]) AS held (shard, epoch)
-WHERE l.shard = held.shard AND l.epoch = held.epoch AND l.owner = $1::TEXT";
+FROM mine
+WHERE l.shard = mine.shard";
 
 fn millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)

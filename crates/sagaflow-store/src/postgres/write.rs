@@ -197,6 +197,14 @@ WITH doomed AS (
 )
 SELECT COUNT(*) FROM sagas";
 
+/// The share locks of the fenced writes of a batch, taken first and in shard order. Each
+/// request's statement takes its own again (a no-op then); taken one request at a time, in
+/// arrival order, they could deadlock with a lease renewal locking the same rows in another
+/// order (PostgreSQL breaks a deadlock after `deadlock_timeout`, a second by default: the
+/// batch would run again a second late). Renewals lock in shard order too.
+const LOCK_SHARDS_SQL: &str = "\
+SELECT shard FROM sagaflow_leases WHERE shard = ANY($1::INT[]) ORDER BY shard FOR SHARE";
+
 /// Waits for the row lock of a transaction that may still be committing, then reads.
 const RESOLVE_SQL: &str = "SELECT batch FROM sagaflow_writers WHERE id = $1 FOR UPDATE";
 
@@ -204,6 +212,7 @@ struct Statements {
     savepoint: Statement,
     release: Statement,
     mark: Statement,
+    lock_shards: Statement,
     put_definition: Statement,
     start: Statement,
     append: Statement,
@@ -218,6 +227,7 @@ impl Statements {
             savepoint: client.prepare_cached("SAVEPOINT request").await?,
             release: client.prepare_cached("RELEASE SAVEPOINT request").await?,
             mark: client.prepare_cached(MARK_SQL).await?,
+            lock_shards: client.prepare_cached(LOCK_SHARDS_SQL).await?,
             put_definition: client.prepare_cached(PUT_DEFINITION_SQL).await?,
             start: client.prepare_cached(START_SQL).await?,
             append: client.prepare_cached(APPEND_SQL).await?,
@@ -560,6 +570,23 @@ async fn run_once(
     let total = encoded.len();
     let mut results: Vec<Option<Result<Outcome, Error>>> = (0..total).map(|_| None).collect();
     let mut next = 0;
+    let mut fenced: Vec<i32> = encoded
+        .iter()
+        .filter_map(|e| match e {
+            Encoded::Append {
+                shard: Some(shard),
+                ..
+            } => Some(*shard),
+            Encoded::Start {
+                shard,
+                epoch: Some(_),
+                ..
+            } => Some(*shard),
+            _ => None,
+        })
+        .collect();
+    fenced.sort_unstable();
+    fenced.dedup();
     let mut prefix = vec![
         simple(client, "BEGIN"),
         prepared(
@@ -568,6 +595,9 @@ async fn run_once(
             vec![&mark.writer, &mark.batch, &mark.at_ms],
         ),
     ];
+    if !fenced.is_empty() {
+        prefix.push(prepared(client, &statements.lock_shards, vec![&fenced]));
+    }
     loop {
         let prefix_len = prefix.len();
         let mut sent = prefix;
