@@ -574,8 +574,7 @@ async fn run_once(
         .iter()
         .filter_map(|e| match e {
             Encoded::Append {
-                shard: Some(shard),
-                ..
+                shard: Some(shard), ..
             } => Some(*shard),
             Encoded::Start {
                 shard,
