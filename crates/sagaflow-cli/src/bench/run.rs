@@ -118,33 +118,13 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         return Ok(report);
     }
 
-    let temp = tempfile::tempdir().map_err(|e| Error::Other(format!("a temporary dir: {e}")))?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_owned());
-    let (mut coordinator, addr) = children::coordinator(&data_dir, &args.store)?;
-    let base = format!("http://{addr}");
-    children::wait_ready(&http, &format!("{base}/readyz"), &mut coordinator).await?;
-    let definition = args.workload.definition(&participant);
-    let response = http
-        .post(format!("{base}/v1/definitions"))
-        .json(&definition)
-        .send()
-        .await
-        .map_err(|e| Error::Other(format!("registering the workload: {e}")))?;
-    if !response.status().is_success() {
-        return Err(Error::Other(format!(
-            "registering the workload: HTTP {}",
-            response.status()
-        )));
-    }
-    let op = Arc::new(Op::saga(
-        http.clone(),
-        &base,
-        definition["name"].as_str().unwrap_or_default(),
-        args.workload.expected_status(),
-    ));
+    let Coordinator {
+        _temp,
+        data_dir,
+        coordinator,
+        base,
+        op,
+    } = Coordinator::start(args, &http, &participant).await?;
     // Read the coordinator's counters when the measured window opens and closes.
     let probe = tokio::spawn(probe_window(
         http.clone(),
@@ -183,6 +163,61 @@ async fn drive(args: &BenchArgs, op: Arc<Op>) -> Samples {
     match args.rate {
         Some(rate) => load::open_loop(op, rate, args.warmup, args.duration).await,
         None => load::closed_loop(op, args.concurrency, args.warmup, args.duration).await,
+    }
+}
+
+/// The coordinator of a run, started on the run's store, ready, with the workload registered.
+pub(super) struct Coordinator {
+    /// The data directory when none was given; removed when dropped.
+    pub _temp: tempfile::TempDir,
+    pub data_dir: std::path::PathBuf,
+    pub coordinator: children::Process,
+    pub base: String,
+    /// One saga of the workload, as the load generator starts it.
+    pub op: Arc<Op>,
+}
+
+impl Coordinator {
+    pub(super) async fn start(
+        args: &BenchArgs,
+        http: &reqwest::Client,
+        participant: &str,
+    ) -> Result<Coordinator, Error> {
+        let temp =
+            tempfile::tempdir().map_err(|e| Error::Other(format!("a temporary dir: {e}")))?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().to_owned());
+        let (mut coordinator, addr) = children::coordinator(&data_dir, &args.store)?;
+        let base = format!("http://{addr}");
+        children::wait_ready(http, &format!("{base}/readyz"), &mut coordinator).await?;
+        let definition = args.workload.definition(participant);
+        let response = http
+            .post(format!("{base}/v1/definitions"))
+            .json(&definition)
+            .send()
+            .await
+            .map_err(|e| Error::Other(format!("registering the workload: {e}")))?;
+        if !response.status().is_success() {
+            return Err(Error::Other(format!(
+                "registering the workload: HTTP {}",
+                response.status()
+            )));
+        }
+        let op = Arc::new(Op::saga(
+            http.clone(),
+            &base,
+            definition["name"].as_str().unwrap_or_default(),
+            args.workload.expected_status(),
+        ));
+        Ok(Coordinator {
+            _temp: temp,
+            data_dir,
+            coordinator,
+            base,
+            op,
+        })
     }
 }
 

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::args::BenchArgs;
 use super::children;
-use super::load::{self, Op};
+use super::load;
+use super::run::Coordinator;
 use crate::error::Error;
 
 /// Memory samples over the run: one after every tenth of the sagas. The first is the warm one.
@@ -108,34 +109,14 @@ pub async fn run(args: &BenchArgs, sagas: u64) -> Result<SoakReport, Error> {
         .pool_max_idle_per_host(args.concurrency.max(64) * 2)
         .build()
         .map_err(|e| Error::Other(format!("cannot build an HTTP client: {e}")))?;
-    let temp = tempfile::tempdir().map_err(|e| Error::Other(format!("a temporary dir: {e}")))?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_owned());
-    let (mut coordinator, addr) = children::coordinator(&data_dir, &args.store)?;
-    let base = format!("http://{addr}");
-    children::wait_ready(&http, &format!("{base}/readyz"), &mut coordinator).await?;
+    let Coordinator {
+        _temp,
+        data_dir,
+        mut coordinator,
+        op,
+        ..
+    } = Coordinator::start(args, &http, &participant).await?;
     let rss_idle_mb = children::rss_mb(coordinator.pid()).unwrap_or(0.0);
-    let definition = args.workload.definition(&participant);
-    let response = http
-        .post(format!("{base}/v1/definitions"))
-        .json(&definition)
-        .send()
-        .await
-        .map_err(|e| Error::Other(format!("registering the workload: {e}")))?;
-    if !response.status().is_success() {
-        return Err(Error::Other(format!(
-            "registering the workload: HTTP {}",
-            response.status()
-        )));
-    }
-    let op = Arc::new(Op::saga(
-        http.clone(),
-        &base,
-        definition["name"].as_str().unwrap_or_default(),
-        args.workload.expected_status(),
-    ));
     let every = (sagas / SAMPLES).max(1);
     let samples = Arc::new(Mutex::new(Vec::with_capacity(SAMPLES as usize)));
     let started = Instant::now();
