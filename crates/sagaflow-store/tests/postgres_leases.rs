@@ -9,85 +9,17 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, RandomState};
-use std::io::Write;
 use std::time::Duration;
 
+mod pg_scratch;
+
+use pg_scratch::Scratch;
 use sagaflow_core::{Event, EventKind, Payload, SagaStatus};
-use sagaflow_store::postgres::{PgConfig, PgStore};
 use sagaflow_store::{
     AppendBatch, Error, Fence, InboxKind, NewSaga, SagaRecord, StartOutcome, Store,
 };
-use tokio_postgres::NoTls;
 
 const T0: u64 = 1_700_000_000_000;
-
-/// A schema of its own for one test, dropped when the test ends (passed or not).
-struct Scratch {
-    admin: tokio_postgres::Client,
-    schema: String,
-    url: String,
-}
-
-impl Scratch {
-    async fn create() -> Option<Scratch> {
-        let base = std::env::var("SAGAFLOW_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let connected = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_postgres::connect(&base, NoTls),
-        )
-        .await;
-        let (admin, connection) = match connected {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return skip(&base, &e.to_string()),
-            Err(_) => return skip(&base, "no answer within 5 s"),
-        };
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let schema = format!("l_{:016x}", RandomState::new().hash_one(std::process::id()));
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .expect("create the test's schema");
-        let separator = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-        Some(Scratch { admin, schema, url })
-    }
-
-    async fn open(&self) -> PgStore {
-        PgStore::open(&self.url, PgConfig::default())
-            .await
-            .expect("open the journal on PostgreSQL")
-    }
-
-    async fn run(self, body: impl std::future::Future<Output = ()> + Send + 'static) {
-        let outcome = tokio::spawn(body).await;
-        let dropped = self
-            .admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .await;
-        match outcome {
-            Ok(()) => dropped.expect("drop the test's schema"),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("the test's task failed: {e}"),
-        }
-    }
-}
-
-fn skip(url: &str, why: &str) -> Option<Scratch> {
-    if std::env::var_os("SAGAFLOW_REQUIRE_POSTGRES").is_some() {
-        panic!(
-            "PostgreSQL is required (SAGAFLOW_REQUIRE_POSTGRES is set) but {url} is not reachable: {why}"
-        );
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED: PostgreSQL not reachable at {url} ({why}); set SAGAFLOW_REQUIRE_POSTGRES to fail instead"
-    );
-    None
-}
 
 fn saga(id: &str, shard: u32, fence: Option<Fence>, handoff: bool) -> NewSaga {
     NewSaga {
@@ -148,7 +80,7 @@ async fn writes_under_a_lease_taken_over_are_refused() {
     let Some(scratch) = Scratch::create().await else {
         return;
     };
-    let (a, b) = (scratch.open().await, scratch.open().await);
+    let (a, b) = (scratch.open_pg().await, scratch.open_pg().await);
     scratch
         .run(async move {
             let (la, lb) = (a.leases().unwrap(), b.leases().unwrap());
@@ -204,7 +136,7 @@ async fn a_released_shard_is_free_at_once_and_fences_its_old_lease() {
     let Some(scratch) = Scratch::create().await else {
         return;
     };
-    let (a, b) = (scratch.open().await, scratch.open().await);
+    let (a, b) = (scratch.open_pg().await, scratch.open_pg().await);
     scratch
         .run(async move {
             let (la, lb) = (a.leases().unwrap(), b.leases().unwrap());
@@ -240,7 +172,7 @@ async fn shard_count_is_fixed_and_replicas_are_counted() {
     let Some(scratch) = Scratch::create().await else {
         return;
     };
-    let store = scratch.open().await;
+    let store = scratch.open_pg().await;
     scratch
         .run(async move {
             let leases = store.leases().unwrap();
@@ -276,7 +208,7 @@ async fn handoffs_and_requests_reach_the_shards_inbox() {
     let Some(scratch) = Scratch::create().await else {
         return;
     };
-    let store = scratch.open().await;
+    let store = scratch.open_pg().await;
     scratch
         .run(async move {
             let leases = store.leases().unwrap();
@@ -307,7 +239,7 @@ async fn unfinished_sagas_load_by_shard() {
     let Some(scratch) = Scratch::create().await else {
         return;
     };
-    let store = scratch.open().await;
+    let store = scratch.open_pg().await;
     scratch
         .run(async move {
             let leases = store.leases().unwrap();
