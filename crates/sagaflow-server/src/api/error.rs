@@ -96,6 +96,16 @@ impl From<EngineError> for ApiError {
                 e.to_string(),
             ),
             e @ EngineError::Overloaded(_) => ApiError::too_many(e.to_string(), 1),
+            e @ EngineError::ShardMoved => {
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shard-moved",
+                    "Shard moved",
+                    e.to_string(),
+                );
+                error.retry_after_s = Some(1);
+                error
+            }
             EngineError::ShuttingDown => {
                 let mut error = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -53,6 +53,10 @@ pub enum EngineError {
     Overloaded(usize),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
+    /// The shard this replica placed a new saga in was taken over as it was written: nothing
+    /// was written, and a retry (here or on another replica) places it anew.
+    #[error("the saga's shard moved to another replica as it started; nothing was written")]
+    ShardMoved,
     #[error("store: {0}")]
     Store(#[from] sagaflow_store::Error),
     #[error("{0}")]
@@ -133,13 +137,21 @@ impl Inner {
             return Some(Arc::clone(&self.standing));
         }
         let mut shards = self.shards.lock();
-        let valid: Vec<&Arc<Lease>> = shards.held.values().filter(|l| l.is_valid()).collect();
-        if valid.is_empty() {
+        let held = shards.held.len();
+        if held == 0 {
             return None;
         }
-        let pick = Arc::clone(valid[shards.next % valid.len()]);
+        let first = shards.next % held;
         shards.next = shards.next.wrapping_add(1);
-        Some(pick)
+        // From this start's turn on, the first lease still valid (usually the first one seen).
+        shards
+            .held
+            .values()
+            .cycle()
+            .skip(first)
+            .take(held)
+            .find(|l| l.is_valid())
+            .cloned()
     }
 
     /// The valid lease this process holds on `shard`, if any.
@@ -345,21 +357,16 @@ impl Engine {
             // Without a lease here, the shard's owner picks the saga up from its inbox.
             handoff: lease.is_none(),
         };
-        let retry_as_handoff = saga.fence.is_some().then(|| saga.clone());
-        let (outcome, lease) = match self.inner.store.start_saga(saga).await {
-            Ok(outcome) => (outcome, lease),
+        let outcome = match self.inner.store.start_saga(saga).await {
+            Ok(outcome) => outcome,
             Err(sagaflow_store::Error::Fenced { .. }) => {
-                // The lease was lost a moment ago: hand the saga to the shard's next owner.
+                // The lease was lost a moment ago; nothing was written, so the client's retry
+                // is safe and is placed under another lease.
                 self.inner.metrics.fenced_writes.inc();
                 if let Some(lease) = &lease {
                     lease.revoke();
                 }
-                let mut saga = retry_as_handoff.ok_or_else(|| {
-                    EngineError::Internal("a start without a fence was fenced".into())
-                })?;
-                saga.fence = None;
-                saga.handoff = true;
-                (self.inner.store.start_saga(saga).await?, None)
+                return Err(EngineError::ShardMoved);
             }
             Err(e) => return Err(e.into()),
         };
