@@ -299,7 +299,7 @@ fn writer_loop(
                 Request::PutDefinition { .. } | Request::Purge { .. } => 0,
             })
             .sum();
-        let commit = write_batch(&mut conn, batch.drain(..), &mut replies);
+        let commit = write_batch(&mut conn, std::mem::take(&mut batch), &mut replies);
         match &commit {
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -314,71 +314,141 @@ fn writer_loop(
     }
 }
 
+/// What one request wrote, to be answered once its transaction commits.
+enum Written {
+    Definition(Result<(DefinitionRecord, bool), Error>),
+    Start(Result<StartOutcome, Error>),
+    Append(Result<(), Error>),
+    Purge(Result<u64, Error>),
+}
+
+impl Written {
+    fn is_ok(&self) -> bool {
+        match self {
+            Written::Definition(r) => r.is_ok(),
+            Written::Start(r) => r.is_ok(),
+            Written::Append(r) => r.is_ok(),
+            Written::Purge(r) => r.is_ok(),
+        }
+    }
+}
+
 fn write_batch(
     conn: &mut Connection,
-    batch: impl Iterator<Item = Request>,
+    batch: Vec<Request>,
     replies: &mut Vec<Reply>,
 ) -> Result<(), String> {
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            // Answer every request with the error: dropping them would read as `Error::Closed`.
-            let message = e.to_string();
-            for request in batch {
-                fail_request(request, replies, &message);
-            }
-            return Err(message);
-        }
+    // A request fails only on a broken invariant (an append to a saga the journal lacks): the
+    // writer is the journal's only writer, so nothing races it. So the batch first runs without
+    // a savepoint per request (each costs two statements and a copy of every page it touches);
+    // should a request fail, the transaction is rolled back and the batch runs again with each
+    // request in its own savepoint, so that one that fails leaves the others be.
+    let outcome = match run_batch(conn, &batch, false) {
+        Ok(None) => run_batch(conn, &batch, true),
+        done => done,
     };
+    match outcome {
+        Ok(Some(written)) => {
+            for (request, written) in batch.into_iter().zip(written) {
+                replies.push(reply(request, written));
+            }
+            Ok(())
+        }
+        Ok(None) => Err("the batch failed with every request in its own savepoint".into()),
+        Err(message) => {
+            // Answer every request with the error: dropping them would read as `Error::Closed`.
+            replies.extend(batch.into_iter().map(|r| failed_reply(r, &message)));
+            Err(message)
+        }
+    }
+}
+
+/// Runs `batch` in one transaction and commits it. Without savepoints, `Ok(None)` when a request
+/// failed (the transaction is then rolled back); with them, a request that fails is undone alone.
+fn run_batch(
+    conn: &mut Connection,
+    batch: &[Request],
+    savepoints: bool,
+) -> Result<Option<Vec<Written>>, String> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let mut results = Vec::with_capacity(batch.len());
     for request in batch {
-        // Each request in its own savepoint: one that fails leaves the others of the batch be.
-        // Cached statements: rusqlite's `savepoint()` would parse SQL twice per request.
-        if let Err(e) = run_cached(&tx, "SAVEPOINT request") {
-            fail_request(request, replies, &e.to_string());
+        if !savepoints {
+            let written = execute(&tx, request);
+            if !written.is_ok() {
+                // Dropping the transaction rolls it back.
+                return Ok(None);
+            }
+            results.push(written);
             continue;
         }
-        let reply = match request {
-            Request::PutDefinition {
-                name,
-                body,
-                now_ms,
-                reply,
-            } => Reply::Definition(reply, put_definition(&tx, &name, &body, now_ms)),
-            Request::Start { saga, reply } => Reply::Start(reply, start_saga(&tx, &saga)),
-            Request::Append { batch, reply } => Reply::Append(reply, append(&tx, &batch)),
-            Request::Purge {
-                before_ms,
-                limit,
-                reply,
-            } => Reply::Purge(reply, purge(&tx, before_ms, limit)),
-        };
-        let ok = match &reply {
-            Reply::Definition(_, r) => r.is_ok(),
-            Reply::Start(_, r) => r.is_ok(),
-            Reply::Append(_, r) => r.is_ok(),
-            Reply::Purge(_, r) => r.is_ok(),
-        };
-        let released = if ok {
+        // Cached statements: rusqlite's `savepoint()` would parse SQL twice per request.
+        if let Err(e) = run_cached(&tx, "SAVEPOINT request") {
+            results.push(failed(request, e.to_string()));
+            continue;
+        }
+        let written = execute(&tx, request);
+        let released = if written.is_ok() {
             run_cached(&tx, "RELEASE request")
         } else {
             run_cached(&tx, "ROLLBACK TO request").and_then(|()| run_cached(&tx, "RELEASE request"))
         };
-        if let Err(e) = released {
-            // Its writes may be gone: the request must not be told they landed.
-            tracing::error!(error = %e, "closing a request's savepoint failed");
-            let message = format!("closing the request's savepoint failed: {e}");
-            let error = || Error::Corrupt(message.clone());
-            replies.push(match reply {
-                Reply::Definition(tx, _) => Reply::Definition(tx, Err(error())),
-                Reply::Start(tx, _) => Reply::Start(tx, Err(error())),
-                Reply::Append(tx, _) => Reply::Append(tx, Err(error())),
-                Reply::Purge(tx, _) => Reply::Purge(tx, Err(error())),
-            });
-            continue;
-        }
-        replies.push(reply);
+        results.push(match released {
+            Ok(()) => written,
+            Err(e) => {
+                // Its writes may be gone: the request must not be told they landed.
+                tracing::error!(error = %e, "closing a request's savepoint failed");
+                failed(
+                    request,
+                    format!("closing the request's savepoint failed: {e}"),
+                )
+            }
+        });
     }
-    tx.commit().map_err(|e| e.to_string())
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(Some(results))
+}
+
+fn execute(conn: &Connection, request: &Request) -> Written {
+    match request {
+        Request::PutDefinition {
+            name, body, now_ms, ..
+        } => Written::Definition(put_definition(conn, name, body, *now_ms)),
+        Request::Start { saga, .. } => Written::Start(start_saga(conn, saga)),
+        Request::Append { batch, .. } => Written::Append(append(conn, batch)),
+        Request::Purge {
+            before_ms, limit, ..
+        } => Written::Purge(purge(conn, *before_ms, *limit)),
+    }
+}
+
+/// A failure of the kind `request` is answered with.
+fn failed(request: &Request, message: String) -> Written {
+    let error = Error::Corrupt(message);
+    match request {
+        Request::PutDefinition { .. } => Written::Definition(Err(error)),
+        Request::Start { .. } => Written::Start(Err(error)),
+        Request::Append { .. } => Written::Append(Err(error)),
+        Request::Purge { .. } => Written::Purge(Err(error)),
+    }
+}
+
+/// Pairs a request's reply with what it wrote (`execute` and `failed` keep their kinds equal).
+fn reply(request: Request, written: Written) -> Reply {
+    match (request, written) {
+        (Request::PutDefinition { reply, .. }, Written::Definition(r)) => {
+            Reply::Definition(reply, r)
+        }
+        (Request::Start { reply, .. }, Written::Start(r)) => Reply::Start(reply, r),
+        (Request::Append { reply, .. }, Written::Append(r)) => Reply::Append(reply, r),
+        (Request::Purge { reply, .. }, Written::Purge(r)) => Reply::Purge(reply, r),
+        (request, _) => {
+            debug_assert!(false, "a request paired with another kind's result");
+            failed_reply(request, "internal error: mismatched journal result")
+        }
+    }
 }
 
 fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
@@ -386,14 +456,14 @@ fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
-fn fail_request(request: Request, replies: &mut Vec<Reply>, message: &str) {
+fn failed_reply(request: Request, message: &str) -> Reply {
     let error = || Error::Corrupt(message.to_owned());
-    replies.push(match request {
+    match request {
         Request::PutDefinition { reply, .. } => Reply::Definition(reply, Err(error())),
         Request::Start { reply, .. } => Reply::Start(reply, Err(error())),
         Request::Append { reply, .. } => Reply::Append(reply, Err(error())),
         Request::Purge { reply, .. } => Reply::Purge(reply, Err(error())),
-    });
+    }
 }
 
 fn put_definition(
