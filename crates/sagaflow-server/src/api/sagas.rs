@@ -73,6 +73,7 @@ pub async fn start(
             input,
             idempotency_key,
             request_hash,
+            want_view: wait_ms.is_none(),
         })
         .await
         .inspect_err(|e| {
@@ -94,17 +95,16 @@ pub async fn start(
         }
         None => None,
     };
-    let view = match (waited, started.view) {
-        (Some(done), _) => (*done).clone(),
-        (None, Some(accepted)) if wait_ms.is_none() => accepted,
-        _ => engine.get(&started.id).await?,
-    };
     let status = if started.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view)).into_response())
+    Ok(match (waited, started.view) {
+        (Some(done), _) => (status, Json(done.as_ref())).into_response(),
+        (None, Some(accepted)) if wait_ms.is_none() => (status, Json(accepted)).into_response(),
+        _ => (status, Json(engine.get(&started.id).await?)).into_response(),
+    })
 }
 
 /// A saga and its steps.
@@ -115,14 +115,14 @@ pub async fn get(
     State(engine): State<Engine>,
     Path(id): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<SagaView>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = query_or_problem(query)?;
     if let Some(wait) = wait_ms(&query, engine.limits().wait_ms_max)?
         && let Some(done) = engine.wait_terminal(&id, Duration::from_millis(wait)).await
     {
-        return Ok(Json((*done).clone()));
+        return Ok(Json(done.as_ref()).into_response());
     }
-    Ok(Json(engine.get(&id).await?))
+    Ok(Json(engine.get(&id).await?).into_response())
 }
 
 /// A saga's journal, oldest first.

@@ -1,9 +1,14 @@
 //! One task per live saga: it owns the saga's state, decides, journals (write-ahead), then
-//! makes the calls; answers, timers and cancels come back to it through its mailbox.
+//! makes the calls. The calls in flight are futures the task polls itself (no task per call);
+//! timers fire in it, and cancels reach it through its mailbox.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tracing::Instrument;
 
@@ -24,16 +29,20 @@ pub(super) const MAILBOX_MAX: usize = 64;
 const JOURNAL_TRIES_MAX: u32 = 5;
 
 pub(super) enum Msg {
-    Answer {
-        step: usize,
-        phase: Phase,
-        attempt: u32,
-        outcome: Result<Payload, Failure>,
-    },
     Cancel {
         reply: oneshot::Sender<Result<(), Rejection>>,
     },
 }
+
+/// A participant's answer to one attempt.
+struct Answered {
+    step: usize,
+    phase: Phase,
+    attempt: u32,
+    outcome: Result<Payload, Failure>,
+}
+
+type Call = Pin<Box<dyn Future<Output = Answered> + std::marker::Send>>;
 
 struct Actor {
     inner: Arc<Inner>,
@@ -44,7 +53,9 @@ struct Actor {
     tx: mpsc::Sender<Msg>,
     status_tx: watch::Sender<Progress>,
     /// Calls sent whose answers have not come back.
-    outstanding: usize,
+    calls: FuturesUnordered<Call>,
+    /// The status the `sagas_live` gauge counts this saga under.
+    counted: sagaflow_core::SagaStatus,
     /// The journal refused a write: stop driving this saga.
     broken: bool,
 }
@@ -64,10 +75,11 @@ pub(super) fn spawn(
     let actor = Actor {
         inner,
         lease,
+        counted: state.status,
         state,
         tx,
         status_tx,
-        outstanding: 0,
+        calls: FuturesUnordered::new(),
         broken: false,
     };
     tokio::spawn(
@@ -89,7 +101,7 @@ impl Actor {
                 break;
             }
             let is_draining = *draining.borrow_and_update();
-            if is_draining && self.outstanding == 0 {
+            if is_draining && self.calls.is_empty() {
                 break;
             }
             let wake = if is_draining {
@@ -107,11 +119,10 @@ impl Actor {
                 }
             };
             tokio::select! {
+                Some(Answered { step, phase, attempt, outcome }) = self.calls.next(), if !self.calls.is_empty() => {
+                    let _ = self.handle(Command::Answer { step, phase, attempt, outcome }).await;
+                }
                 message = rx.recv() => match message {
-                    Some(Msg::Answer { step, phase, attempt, outcome }) => {
-                        self.outstanding = self.outstanding.saturating_sub(1);
-                        let _ = self.handle(Command::Answer { step, phase, attempt, outcome }).await;
-                    }
                     Some(Msg::Cancel { reply }) => {
                         let result = self.handle(Command::Cancel).await;
                         let _ = reply.send(result);
@@ -130,30 +141,31 @@ impl Actor {
         self.finish();
     }
 
-    /// Decides, journals, applies, then sends. Nothing is sent before its event is durable.
+    /// Decides, applies, journals, then sends. Nothing is sent before its event is durable.
     async fn handle(&mut self, command: Command) -> Result<(), Rejection> {
         let decision = decide(&self.state, command, context(now_ms()))?;
         if !decision.events.is_empty() {
-            let before = self.state.status;
-            let mut next = self.state.clone();
+            // Applied before the write, without a copy of the state: if the write does not
+            // land, this task stops and drops the state; the saga resumes from the journal.
             for event in &decision.events {
-                next.apply(event);
+                self.state.apply(event);
             }
             let batch = AppendBatch {
-                saga_id: next.id.clone(),
+                saga_id: self.state.id.clone(),
                 events: decision.events,
-                status: next.status,
-                updated_at_ms: next.updated_at_ms,
+                status: self.state.status,
+                updated_at_ms: self.state.updated_at_ms,
                 fence: self.lease.fence,
             };
             if !self.journal(batch).await {
                 self.broken = true;
                 return Ok(());
             }
-            self.state = next;
+            let before = self.counted;
             if before != self.state.status {
                 gauge(&self.inner.metrics, before, -1);
                 gauge(&self.inner.metrics, self.state.status, 1);
+                self.counted = self.state.status;
                 if self.state.status.is_terminal() {
                     record_finished(&self.inner.metrics, self.state.status);
                     tracing::info!(status = self.state.status.as_str(), "saga finished");
@@ -172,7 +184,7 @@ impl Actor {
     }
 
     /// Journals one decision, retrying a transient store failure a few times.
-    async fn journal(&self, batch: AppendBatch) -> bool {
+    async fn journal(&mut self, batch: AppendBatch) -> bool {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=JOURNAL_TRIES_MAX {
             let started = std::time::Instant::now();
@@ -232,42 +244,38 @@ impl Actor {
         for send in sends {
             let spec = Dispatcher::prepare(&self.state, &send);
             let inner = Arc::clone(&self.inner);
-            let tx = self.tx.clone();
-            self.outstanding += 1;
-            let span = tracing::info_span!(
-                "call",
-                step = %spec.step_name,
-                phase = send.phase.as_str(),
-                attempt = send.attempt
-            );
-            tokio::spawn(
-                async move {
-                    let outcome = inner.dispatcher.call(&spec).await;
-                    match &outcome {
-                        Ok(_) => tracing::debug!("attempt succeeded"),
-                        Err(failure) => tracing::info!(
-                            kind = super::dispatcher::failure_kind_name(failure.kind),
-                            error = %sagaflow_core::state::describe(failure),
-                            "attempt failed"
-                        ),
-                    }
-                    let _ = tx
-                        .send(Msg::Answer {
-                            step: send.step,
-                            phase: send.phase,
-                            attempt: send.attempt,
-                            outcome,
-                        })
-                        .await;
+            // Polled by this task, inside its saga span: the answer comes back without a
+            // mailbox, and the call's fields go on the lines it logs.
+            self.calls.push(Box::pin(async move {
+                let outcome = inner.dispatcher.call(&spec).await;
+                let (step, phase, attempt) =
+                    (spec.step_name.as_str(), send.phase.as_str(), send.attempt);
+                match &outcome {
+                    Ok(_) => tracing::debug!(step, phase, attempt, "attempt succeeded"),
+                    Err(failure) => tracing::info!(
+                        step,
+                        phase,
+                        attempt,
+                        kind = super::dispatcher::failure_kind_name(failure.kind),
+                        error = %sagaflow_core::state::describe(failure),
+                        "attempt failed"
+                    ),
                 }
-                .instrument(span),
-            );
+                Answered {
+                    step: send.step,
+                    phase: send.phase,
+                    attempt: send.attempt,
+                    outcome,
+                }
+            }));
         }
     }
 
     fn finish(self) {
-        if !self.state.status.is_terminal() {
-            gauge(&self.inner.metrics, self.state.status, -1);
+        // `counted` is the status the journal last recorded (`state` may hold a decision
+        // whose write did not land).
+        if !self.counted.is_terminal() {
+            gauge(&self.inner.metrics, self.counted, -1);
             if self.broken && !self.lease.is_revoked() && self.lease.fence.is_some() {
                 // A write failed for good while the shard is still ours: resumed from the
                 // journal by the lease keeper's next round.

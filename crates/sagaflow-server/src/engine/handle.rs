@@ -71,6 +71,9 @@ pub struct StartRequest {
     pub idempotency_key: Option<String>,
     /// A digest of the request, to tell a repeat from a reuse of the key.
     pub request_hash: String,
+    /// Whether the caller answers with the saga as accepted (a caller that waits for the end
+    /// answers with the final view instead, and need not pay for this one).
+    pub want_view: bool,
 }
 
 /// The answer to a start.
@@ -379,14 +382,14 @@ impl Engine {
             StartOutcome::Created => {
                 self.inner.metrics.sagas_started.inc();
                 tracing::info!(saga_id = %id, definition = %state.definition.name, "saga started");
-                let view = SagaView::from_state(&state);
+                let view = request.want_view.then(|| SagaView::from_state(&state));
                 if let Some(lease) = lease {
                     self.launch(state, decision.sends, Some(permit), lease);
                 }
                 Ok(Started {
                     id,
                     created: true,
-                    view: Some(view),
+                    view,
                 })
             }
         }
