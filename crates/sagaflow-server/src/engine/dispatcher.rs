@@ -1,13 +1,31 @@
 //! Calls participants: builds the request of the participant protocol, sends it on a pooled
-//! keep-alive connection, and classifies the answer as the protocol's table says.
+//! keep-alive HTTP/1.1 connection (hyper-util's client), and classifies the answer as the
+//! protocol's table says.
+//!
+//! Participants see what the reqwest client this replaced sent them: the URL as the `url` crate
+//! normalizes it (with userinfo sent as Basic credentials), the same headers, redirects followed
+//! the way reqwest followed them, and the same TCP options. Each call costs less: the URL becomes
+//! an `http::Uri` once, when the attempt is prepared (most URLs skip the `url` crate), the body is
+//! shared rather than copied, and there is no middleware stack.
 
+use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
+use tokio::time::timeout_at;
 
 use sagaflow_core::{Failure, FailureKind, Payload, Phase, SagaState, Send};
 
@@ -15,10 +33,32 @@ use crate::metrics::{AttemptLabels, Metrics, PhaseLabel};
 
 /// The most of a failure answer's body kept for the error message.
 const ERROR_BODY_BYTES_MAX: usize = 2048;
+/// How long opening a connection may take; past it the attempt fails as a timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most idle connections kept per participant host.
+const POOL_IDLE_PER_HOST_MAX: usize = 1024;
+/// TCP keep-alive probes (reqwest's defaults, kept): a participant host that vanished is noticed
+/// on a connection parked on a slow step or idle in the pool.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// `TCP_USER_TIMEOUT` (reqwest's default on Linux, kept): data unacknowledged this long fails the
+/// connection, which counts as a timeout.
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most redirects followed for one attempt (reqwest's default policy).
+const REDIRECTS_MAX: usize = 10;
+/// How a failure while reading the answer's body begins (reqwest's words, kept for the messages
+/// already in journals).
+const BODY_ERROR: &str = "error decoding response body: request or response body error";
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Makes participant calls, at most `calls_in_flight_max` at once.
 pub struct Dispatcher {
-    client: reqwest::Client,
+    client: HttpClient,
     permits: Arc<Semaphore>,
     output_bytes_max: usize,
     metrics: Arc<Metrics>,
@@ -30,9 +70,13 @@ pub struct CallSpec {
     pub trace_id: String,
     pub step_name: String,
     pub send: Send,
-    pub method: reqwest::Method,
-    pub url: String,
-    pub body: Vec<u8>,
+    pub method: Method,
+    /// Where the call goes, or why the definition's URL cannot be called (told when the call is
+    /// made: a validated definition never has such a URL).
+    pub uri: Result<Uri, String>,
+    /// `Authorization: Basic` from the URL's userinfo, which is taken out of `uri`.
+    pub authorization: Option<HeaderValue>,
+    pub body: Bytes,
 }
 
 impl Dispatcher {
@@ -41,14 +85,21 @@ impl Dispatcher {
         output_bytes_max: usize,
         metrics: Arc<Metrics>,
     ) -> Dispatcher {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        // No proxy, and no TLS: the connector refuses an https URL as a connect error.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_keepalive(Some(TCP_KEEPALIVE));
+        connector.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
+        connector.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        connector.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            // Without a timer the pool never evicts idle connections on its own.
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
+            .build(connector);
         Dispatcher {
             client,
             permits: Arc::new(Semaphore::new(calls_in_flight_max.max(1))),
@@ -72,15 +123,19 @@ impl Dispatcher {
             input: state.input.as_raw(),
             results: Results(state),
         };
+        let (uri, authorization) = match participant_uri(&call.url) {
+            Ok((uri, authorization)) => (Ok(uri), authorization),
+            Err(reason) => (Err(reason), None),
+        };
         CallSpec {
             saga_id: state.id.clone(),
             trace_id: state.trace_id.clone(),
             step_name: def.name.clone(),
             send: send.clone(),
-            method: reqwest::Method::from_bytes(call.method.as_str().as_bytes())
-                .unwrap_or(reqwest::Method::POST),
-            url: call.url.clone(),
-            body: serde_json::to_vec(&body).unwrap_or_default(),
+            method: http_method(call.method),
+            uri,
+            authorization,
+            body: serde_json::to_vec(&body).unwrap_or_default().into(),
         }
     }
 
@@ -116,31 +171,43 @@ impl Dispatcher {
     }
 
     async fn exchange(&self, spec: &CallSpec) -> Result<Payload, Failure> {
-        let send = &spec.send;
-        let key = format!(
-            "{}/{}/{}",
-            spec.saga_id,
-            spec.step_name,
-            send.phase.as_str()
-        );
-        let traceparent = format!("00-{}-{}-01", spec.trace_id, span_id(&key, send.attempt));
-        let request = self
-            .client
-            .request(spec.method.clone(), &spec.url)
-            .timeout(Duration::from_millis(send.timeout_ms))
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .header("traceparent", traceparent)
-            .header("sagaflow-saga-id", &spec.saga_id)
-            .header("sagaflow-step", &spec.step_name)
-            .header("sagaflow-attempt", send.attempt.to_string())
-            .body(spec.body.clone());
-        let mut response = request.send().await.map_err(transport_failure)?;
-        let status = response.status().as_u16();
-        if response.status().is_success() {
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(transport_failure)? {
-                if body.len() + chunk.len() > self.output_bytes_max {
+        let uri = spec
+            .uri
+            .as_ref()
+            .map_err(|reason| Failure::transport(FailureKind::Refused, reason.clone()))?;
+        // One deadline for the whole exchange: connecting, redirects, and reading the body.
+        let timeout = Duration::from_millis(spec.send.timeout_ms);
+        let now = tokio::time::Instant::now();
+        // Validated timeouts are at most an hour; a corrupt one waits long rather than panics.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
+        let response = self.send(spec, uri, deadline).await?;
+        let (parts, mut body) = response.into_parts();
+        if parts.status.is_success() {
+            let mut output = Vec::new();
+            loop {
+                let frame = match timeout_at(deadline, body.frame()).await {
+                    Err(_) => {
+                        return Err(Failure::transport(
+                            FailureKind::Timeout,
+                            format!("{BODY_ERROR}: operation timed out"),
+                        ));
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(error))) => {
+                        return Err(Failure::transport(
+                            transport_kind(&error),
+                            format!("{BODY_ERROR}: {}", error_chain(&error)),
+                        ));
+                    }
+                    Ok(Some(Ok(frame))) => frame,
+                };
+                // Trailers carry no output.
+                let Ok(chunk) = frame.into_data() else {
+                    continue;
+                };
+                if output.len() + chunk.len() > self.output_bytes_max {
                     return Err(Failure::transport(
                         FailureKind::InvalidAnswer,
                         format!(
@@ -149,28 +216,377 @@ impl Dispatcher {
                         ),
                     ));
                 }
-                body.extend_from_slice(&chunk);
+                output.extend_from_slice(&chunk);
             }
-            return Ok(output_payload(&body));
+            return Ok(output_payload(&output));
         }
-        let retry_after_ms = response
-            .headers()
-            .get("retry-after")
+        let retry_after_ms = parts
+            .headers
+            .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after_ms);
-        let mut body = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            body.extend_from_slice(&chunk);
-            if body.len() >= ERROR_BODY_BYTES_MAX {
-                break;
+        // The status decides; the body only explains, so whatever arrives before it ends, fails
+        // or the deadline passes is enough.
+        let mut text = Vec::new();
+        while let Ok(Some(Ok(frame))) = timeout_at(deadline, body.frame()).await {
+            if let Ok(chunk) = frame.into_data() {
+                text.extend_from_slice(&chunk);
+                if text.len() >= ERROR_BODY_BYTES_MAX {
+                    break;
+                }
             }
         }
         Err(Failure::from_status(
-            status,
-            error_message(&body),
+            parts.status.as_u16(),
+            error_message(&text),
             retry_after_ms,
         ))
     }
+
+    /// Sends the attempt and follows redirects as reqwest's default policy did (through
+    /// tower-http's `FollowRedirect`): at most ten; a 301 or 302 to a POST, and any 303, go on as
+    /// a GET without the body; the others keep method and body.
+    async fn send(
+        &self,
+        spec: &CallSpec,
+        uri: &Uri,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<Incoming>, Failure> {
+        let mut method = spec.method.clone();
+        let mut uri = uri.clone();
+        let mut with_body = true;
+        let mut headers = request_headers(spec)?;
+        // Filled only when a redirect is followed.
+        let mut visited: Vec<url::Url> = Vec::new();
+        loop {
+            let body = if with_body {
+                spec.body.clone()
+            } else {
+                Bytes::new()
+            };
+            let mut request = Request::new(Full::new(body));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = headers;
+            let response = match timeout_at(deadline, self.client.request(request)).await {
+                Err(_) => {
+                    return Err(Failure::transport(
+                        FailureKind::Timeout,
+                        format!("error sending request for url ({uri}): operation timed out"),
+                    ));
+                }
+                Ok(Err(error)) => {
+                    return Err(Failure::transport(
+                        transport_kind(&error),
+                        format!(
+                            "error sending request for url ({uri}): {}",
+                            error_chain(&error)
+                        ),
+                    ));
+                }
+                Ok(Ok(response)) => response,
+            };
+            let Some((next_method, keeps_body)) = redirected(response.status(), &method) else {
+                return Ok(response);
+            };
+            // A redirect without a usable `Location` is the answer itself.
+            let Some(location) = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|location| resolve_location(location, &uri))
+            else {
+                return Ok(response);
+            };
+            let next = follow(&mut visited, &uri, &location)?;
+            headers = request_headers(spec)?;
+            with_body &= keeps_body;
+            if !with_body {
+                for name in [
+                    header::CONTENT_TYPE,
+                    header::CONTENT_LENGTH,
+                    header::CONTENT_ENCODING,
+                    header::TRANSFER_ENCODING,
+                ] {
+                    headers.remove(name);
+                }
+            }
+            if let Some(previous) = visited.last() {
+                if is_cross_origin(&next, previous) {
+                    // Credentials from the URL go only to the host they were written for.
+                    headers.remove(header::AUTHORIZATION);
+                }
+                if let Some(referer) = referer(&next, previous) {
+                    headers.insert(header::REFERER, referer);
+                }
+            }
+            method = next_method;
+            uri = location;
+        }
+    }
+}
+
+/// The headers of the participant protocol, plus the `Accept: */*` every reqwest request had.
+fn request_headers(spec: &CallSpec) -> Result<HeaderMap, Failure> {
+    let send = &spec.send;
+    let key = format!(
+        "{}/{}/{}",
+        spec.saga_id,
+        spec.step_name,
+        send.phase.as_str()
+    );
+    let traceparent = format!(
+        "00-{}-{:016x}-01",
+        spec.trace_id,
+        span_id(&key, send.attempt)
+    );
+    let mut headers = HeaderMap::with_capacity(8);
+    if let Some(authorization) = &spec.authorization {
+        headers.insert(header::AUTHORIZATION, authorization.clone());
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        HeaderName::from_static("idempotency-key"),
+        header_value(HeaderValue::try_from(key))?,
+    );
+    headers.insert(
+        HeaderName::from_static("traceparent"),
+        header_value(HeaderValue::try_from(traceparent))?,
+    );
+    headers.insert(
+        HeaderName::from_static("sagaflow-saga-id"),
+        header_value(HeaderValue::from_str(&spec.saga_id))?,
+    );
+    headers.insert(
+        HeaderName::from_static("sagaflow-step"),
+        header_value(HeaderValue::from_str(&spec.step_name))?,
+    );
+    headers.insert(
+        HeaderName::from_static("sagaflow-attempt"),
+        HeaderValue::from(send.attempt),
+    );
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    Ok(headers)
+}
+
+/// Validated step names and generated ids always make valid header values; if one did not, the
+/// request was never sent.
+fn header_value(
+    value: Result<HeaderValue, http::header::InvalidHeaderValue>,
+) -> Result<HeaderValue, Failure> {
+    value.map_err(|_| {
+        Failure::transport(
+            FailureKind::Refused,
+            "the request cannot be sent: a header value is not valid".into(),
+        )
+    })
+}
+
+fn http_method(method: sagaflow_core::Method) -> Method {
+    match method {
+        sagaflow_core::Method::Post => Method::POST,
+        sagaflow_core::Method::Put => Method::PUT,
+        sagaflow_core::Method::Patch => Method::PATCH,
+        sagaflow_core::Method::Delete => Method::DELETE,
+        sagaflow_core::Method::Get => Method::GET,
+    }
+}
+
+/// The definition's URL as reqwest sent it: normalized by the `url` crate, with any userinfo
+/// taken out as Basic credentials. Most URLs are already in that form and skip the `url` crate.
+fn participant_uri(text: &str) -> Result<(Uri, Option<HeaderValue>), String> {
+    if is_normal_form(text)
+        && let Ok(uri) = Uri::try_from(text)
+    {
+        return Ok((uri, None));
+    }
+    let unusable = |reason: &dyn std::fmt::Display| {
+        format!("the participant URL {text:?} cannot be called: {reason}")
+    };
+    let mut url = url::Url::parse(text).map_err(|e| unusable(&e))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(unusable(&"it is not an http(s) URL"));
+    }
+    let authorization = take_credentials(&mut url);
+    let uri = Uri::try_from(url.as_str()).map_err(|e| unusable(&e))?;
+    Ok((uri, authorization))
+}
+
+/// Whether the `url` crate would leave `text` as it is, and `http::Uri` reads it the same way: an
+/// http(s) URL with a lowercase host name or a dotted-quad address, no userinfo, no port or a
+/// non-default one, and a path and query made of characters neither changes, without dot
+/// segments. A `false` only means the slower way.
+fn is_normal_form(text: &str) -> bool {
+    let (rest, default_port) = if let Some(rest) = text.strip_prefix("http://") {
+        (rest, "80")
+    } else if let Some(rest) = text.strip_prefix("https://") {
+        (rest, "443")
+    } else {
+        return false;
+    };
+    let (authority, path_and_query) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_is_normal = port.is_none_or(|port| {
+        !port.starts_with('0')
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+            && port != default_port
+    });
+    port_is_normal && is_normal_host(host) && is_normal_path(path_and_query)
+}
+
+fn is_normal_host(host: &str) -> bool {
+    let labels_are_plain = host.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with("xn--")
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    if !labels_are_plain {
+        return false;
+    }
+    // The `url` crate reads a host whose last label looks numeric as an IPv4 address and
+    // rewrites it (`127.1` is `127.0.0.1`), so only the form it writes back is taken as is.
+    let last = host.rsplit('.').next().unwrap_or("");
+    if !last.starts_with(|c: char| c.is_ascii_digit()) {
+        return true;
+    }
+    let mut octets = 0;
+    let octets_are_plain = host.split('.').all(|octet| {
+        octets += 1;
+        octet.bytes().all(|b| b.is_ascii_digit())
+            && (octet.len() == 1 || !octet.starts_with('0'))
+            && octet.parse::<u8>().is_ok()
+    });
+    octets_are_plain && octets == 4
+}
+
+fn is_normal_path(path_and_query: &str) -> bool {
+    if path_and_query.is_empty() {
+        // `http://svc` is sent as `GET /` either way.
+        return true;
+    }
+    let characters_are_kept = path_and_query
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?%".contains(&b));
+    let path = path_and_query.split('?').next().unwrap_or("");
+    characters_are_kept && !path.split('/').any(is_dot_segment)
+}
+
+/// `.` or `..`, either dot perhaps written `%2e`: the `url` crate resolves these away.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    (1..=2).contains(&dots)
+}
+
+/// Takes userinfo out of the URL as reqwest did, as `Authorization: Basic` credentials.
+fn take_credentials(url: &mut url::Url) -> Option<HeaderValue> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .ok()
+            .map(|text| text.into_owned())
+    };
+    let username = decode(url.username())?;
+    let password = url.password().and_then(decode);
+    if username.is_empty() && password.is_none() {
+        return None;
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let credentials = format!("{username}:{}", password.unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The method of the request that follows a redirect answer, and whether the body still goes
+/// with it; `None` for an answer that is not a redirect to follow.
+fn redirected(status: StatusCode, method: &Method) -> Option<(Method, bool)> {
+    match status {
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if *method == Method::POST => {
+            Some((Method::GET, false))
+        }
+        StatusCode::MOVED_PERMANENTLY
+        | StatusCode::FOUND
+        | StatusCode::TEMPORARY_REDIRECT
+        | StatusCode::PERMANENT_REDIRECT => Some((method.clone(), true)),
+        StatusCode::SEE_OTHER if *method == Method::HEAD => Some((Method::HEAD, false)),
+        StatusCode::SEE_OTHER => Some((Method::GET, false)),
+        _ => None,
+    }
+}
+
+/// `Location` resolved against the URL it answers, as tower-http resolves it.
+fn resolve_location(location: &HeaderValue, base: &Uri) -> Option<Uri> {
+    let location = std::str::from_utf8(location.as_bytes()).ok()?;
+    let resolved = url::Url::parse(&base.to_string())
+        .ok()?
+        .join(location)
+        .ok()?;
+    Uri::try_from(String::from(resolved)).ok()
+}
+
+/// Records the redirect from `previous` and returns where it goes, or why it is not followed
+/// (reqwest reported these as errors, hence a lost connection: the request did arrive).
+fn follow(
+    visited: &mut Vec<url::Url>,
+    previous: &Uri,
+    location: &Uri,
+) -> Result<url::Url, Failure> {
+    let redirect_error = |reason: String| Failure::transport(FailureKind::ConnectionLost, reason);
+    let previous = url::Url::parse(&previous.to_string())
+        .map_err(|e| redirect_error(format!("error following redirect: {e}")))?;
+    let next = url::Url::parse(&location.to_string())
+        .map_err(|e| redirect_error(format!("builder error: {e}")))?;
+    visited.push(previous);
+    if visited.len() > REDIRECTS_MAX {
+        let from = visited.last().map_or("", |url| url.as_str());
+        return Err(redirect_error(format!(
+            "error following redirect for url ({from}): too many redirects"
+        )));
+    }
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(redirect_error(format!(
+            "builder error for url ({next}): URL scheme is not allowed"
+        )));
+    }
+    Ok(next)
+}
+
+fn is_cross_origin(next: &url::Url, previous: &url::Url) -> bool {
+    next.host_str() != previous.host_str()
+        || next.port_or_known_default() != previous.port_or_known_default()
+        || next.scheme() != previous.scheme()
+}
+
+/// The `Referer` of a followed redirect: the previous URL without credentials or fragment, and
+/// none from https to http.
+fn referer(next: &url::Url, previous: &url::Url) -> Option<HeaderValue> {
+    if next.scheme() == "http" && previous.scheme() == "https" {
+        return None;
+    }
+    let mut referer = previous.clone();
+    let _ = referer.set_username("");
+    let _ = referer.set_password(None);
+    referer.set_fragment(None);
+    HeaderValue::try_from(String::from(referer)).ok()
 }
 
 /// A 2xx body as the step's output: JSON as is, nothing as `null`, other text as a string.
@@ -209,20 +625,38 @@ fn parse_retry_after_ms(value: &str) -> Option<u64> {
         .map(|s| s.saturating_mul(1000))
 }
 
-fn transport_failure(error: reqwest::Error) -> Failure {
-    let message = error_chain(&error);
-    let kind = if error.is_timeout() {
-        FailureKind::Timeout
-    } else if error.is_connect() {
-        // The connection was never made: the request cannot have arrived.
+/// What a transport error means for the protocol, read from its whole chain: a timeout anywhere
+/// in it (the connect timeout, or TCP's own) is a timeout; else a connection that was never made
+/// cannot have delivered the request; anything else may have.
+fn transport_kind(error: &(dyn StdError + 'static)) -> FailureKind {
+    let mut never_connected = false;
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return FailureKind::Timeout;
+        }
+        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>()
+            && hyper_error.is_timeout()
+        {
+            return FailureKind::Timeout;
+        }
+        if let Some(client_error) = error.downcast_ref::<hyper_util::client::legacy::Error>()
+            && client_error.is_connect()
+        {
+            never_connected = true;
+        }
+        source = error.source();
+    }
+    if never_connected {
         FailureKind::Refused
     } else {
         FailureKind::ConnectionLost
-    };
-    Failure::transport(kind, message)
+    }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &dyn StdError) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
@@ -245,14 +679,14 @@ pub fn failure_kind_name(kind: FailureKind) -> &'static str {
     }
 }
 
-/// A span id for one attempt, stable across a re-send (16 hex digits, never all zero).
-fn span_id(key: &str, attempt: u32) -> String {
+/// A span id for one attempt, stable across a re-send (never zero: written as 16 hex digits).
+fn span_id(key: &str, attempt: u32) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in key.bytes().chain(attempt.to_le_bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{:016x}", hash.max(1))
+    hash.max(1)
 }
 
 #[derive(Serialize)]
@@ -283,6 +717,8 @@ impl Serialize for Results<'_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -304,5 +740,122 @@ mod tests {
         assert_eq!(output_payload(b"").as_str(), "null");
         assert_eq!(output_payload(br#"{"a":1}"#).as_str(), r#"{"a":1}"#);
         assert_eq!(output_payload(b"ok").as_str(), r#""ok""#);
+    }
+
+    /// `participant_uri`'s answer as `uri [authorization]`, or the error.
+    fn check_uri(url: &str, expected: &str) {
+        let actual = match participant_uri(url) {
+            Ok((uri, None)) => uri.to_string(),
+            Ok((uri, Some(authorization))) => {
+                format!("{uri} {}", authorization.to_str().unwrap_or("?"))
+            }
+            Err(reason) => format!("error: {reason}"),
+        };
+        assert_eq!(actual, expected, "{url}");
+    }
+
+    #[test]
+    fn urls_are_sent_as_the_url_crate_normalizes_them() {
+        check_uri(
+            "http://127.0.0.1:8101/reservations",
+            "http://127.0.0.1:8101/reservations",
+        );
+        check_uri("http://svc", "http://svc/");
+        check_uri(
+            "https://pay.example.com/charges?x=1",
+            "https://pay.example.com/charges?x=1",
+        );
+        check_uri("http://Svc.Example:80/a/./b/../c", "http://svc.example/a/c");
+        check_uri("http://127.1/x", "http://127.0.0.1/x");
+        check_uri("http://svc/%2E/a%2eb/.../%2e./c", "http://svc/a%2eb/c");
+        check_uri("http://svc/x#part", "http://svc/x");
+        check_uri(
+            "http://svc/caf\u{e9}?q=\"x\"",
+            "http://svc/caf%C3%A9?q=%22x%22",
+        );
+        check_uri(
+            "http://b\u{fc}cher.example/",
+            "http://xn--bcher-kva.example/",
+        );
+        check_uri(
+            "http://user:p%40ss@svc:8080/x",
+            "http://svc:8080/x Basic dXNlcjpwQHNz",
+        );
+        check_uri("http://user@svc/x", "http://svc/x Basic dXNlcjo=");
+        check_uri(
+            "http://svc:99999/x",
+            "error: the participant URL \"http://svc:99999/x\" cannot be called: invalid port number",
+        );
+    }
+
+    proptest! {
+        /// The shortcut past the `url` crate takes only URLs the `url` crate leaves as they are.
+        #[test]
+        fn a_url_in_normal_form_is_the_url_crates_own(
+            scheme in "https?",
+            host in "([0-9]{1,3}\\.){3}[0-9]{1,4}|[a-zA-Z0-9._-]{0,4}(\\.[0-9a-z]{0,3}){0,4}",
+            port in "(:[0-9]{0,6})?",
+            path in "(/(\\.|\\.\\.|%2[eE]\\.?|[a-zA-Z0-9._~!$&'()*+,;=:@%?#\\\\ \"<>{}|^`\\[\\]-]{0,6})){0,4}",
+        ) {
+            let text = format!("{scheme}://{host}{port}{path}");
+            if is_normal_form(&text) {
+                let url = url::Url::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+                let expected = if path.is_empty() { format!("{text}/") } else { text.clone() };
+                prop_assert_eq!(url.as_str(), expected.as_str());
+                if let Ok(uri) = Uri::try_from(text.as_str()) {
+                    prop_assert_eq!(uri.to_string(), expected);
+                }
+            }
+        }
+    }
+
+    fn check_redirect(status: u16, method: Method, expected: Option<(Method, bool)>) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        assert_eq!(redirected(status, &method), expected, "{status} {method}");
+    }
+
+    #[test]
+    fn redirects_keep_the_method_and_body_except_where_browsers_change_them() {
+        check_redirect(301, Method::POST, Some((Method::GET, false)));
+        check_redirect(302, Method::POST, Some((Method::GET, false)));
+        check_redirect(302, Method::PUT, Some((Method::PUT, true)));
+        check_redirect(303, Method::DELETE, Some((Method::GET, false)));
+        check_redirect(303, Method::HEAD, Some((Method::HEAD, false)));
+        check_redirect(307, Method::POST, Some((Method::POST, true)));
+        check_redirect(308, Method::PATCH, Some((Method::PATCH, true)));
+        check_redirect(304, Method::GET, None);
+        check_redirect(200, Method::POST, None);
+    }
+
+    #[test]
+    fn a_redirect_resolves_against_the_url_it_answers() {
+        let base = Uri::from_static("http://svc:8080/a/b?x=1");
+        let resolve = |location: &'static str| {
+            resolve_location(&HeaderValue::from_static(location), &base).map(|u| u.to_string())
+        };
+        assert_eq!(resolve("c").as_deref(), Some("http://svc:8080/a/c"));
+        assert_eq!(resolve("/d").as_deref(), Some("http://svc:8080/d"));
+        assert_eq!(resolve("http://other/e").as_deref(), Some("http://other/e"));
+    }
+
+    #[test]
+    fn redirects_stop_after_ten_and_at_other_schemes() {
+        let mut visited = Vec::new();
+        let uri = Uri::from_static("http://svc/a");
+        for _ in 0..REDIRECTS_MAX {
+            assert!(follow(&mut visited, &uri, &uri).is_ok());
+        }
+        let error = follow(&mut visited, &uri, &uri).err();
+        assert_eq!(error.map(|f| f.kind), Some(FailureKind::ConnectionLost));
+        let ftp = Uri::from_static("ftp://svc/a");
+        assert!(follow(&mut Vec::new(), &uri, &ftp).is_err());
+    }
+
+    #[test]
+    fn transport_errors_are_told_apart_by_their_chain() {
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout");
+        assert_eq!(transport_kind(&timed_out), FailureKind::Timeout);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(transport_kind(&reset), FailureKind::ConnectionLost);
     }
 }
