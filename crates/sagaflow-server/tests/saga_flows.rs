@@ -99,6 +99,37 @@ async fn a_business_refusal_compensates_completed_steps_in_reverse_order() {
 }
 
 #[tokio::test]
+async fn a_redirect_fails_the_step_without_being_followed() {
+    let (c, p) = setup(|p| {
+        vec![
+            step(p, "reserve", "/ok/reserve"),
+            step(p, "charge", "/redirect/ok/charge"),
+        ]
+    })
+    .await;
+    let id = c.start_saga("order", json!({})).await;
+    let saga = c.wait_status(&id, "compensated").await;
+    assert_eq!(
+        p.calls_of(&id),
+        calls(&[
+            ("reserve", "action"),
+            ("charge", "action"),
+            ("reserve", "compensation"),
+        ]),
+        "the redirect's target is never called, and a redirect is not retried or compensated"
+    );
+    assert!(
+        p.deliveries().iter().all(|d| d.path != "ok/charge"),
+        "the redirect was followed"
+    );
+    let error = saga["steps"][1]["error"].as_str().unwrap();
+    assert!(
+        error.contains("302") && error.contains("/ok/charge"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_step_whose_5xx_exhausts_its_attempts_is_compensated_first() {
     let (c, p) = setup(|p| {
         vec![

@@ -65,7 +65,8 @@ pub async fn start(
         ));
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let request_hash = request_hash(&request);
+    // Only a keyed start can be repeated, so only then is its digest worth computing.
+    let request_hash = idempotency_key.as_ref().map(|_| request_hash(&request));
     let started = engine
         .start(StartRequest {
             definition: request.definition,

@@ -3,8 +3,8 @@
 //! protocol's table says.
 //!
 //! Participants see what the reqwest client this replaced sent them: the URL as the `url` crate
-//! normalizes it (with userinfo sent as Basic credentials), the same headers, redirects followed
-//! the way reqwest followed them, and the same TCP options. Each call costs less: the URL becomes
+//! normalizes it (with userinfo sent as Basic credentials), the same headers and the same TCP
+//! options; redirects are not followed (a 3xx fails the step). Each call costs less: the URL becomes
 //! an `http::Uri` once, when the attempt is prepared (most URLs skip the `url` crate), the body is
 //! shared rather than copied, and there is no middleware stack.
 
@@ -48,8 +48,6 @@ const TCP_KEEPALIVE_RETRIES: u32 = 3;
 /// connection, which counts as a timeout.
 #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
-/// The most redirects followed for one attempt (reqwest's default policy).
-const REDIRECTS_MAX: usize = 10;
 /// How a failure while reading the answer's body begins (reqwest's words, kept for the messages
 /// already in journals).
 const BODY_ERROR: &str = "error decoding response body: request or response body error";
@@ -175,7 +173,7 @@ impl Dispatcher {
             .uri
             .as_ref()
             .map_err(|reason| Failure::transport(FailureKind::Refused, reason.clone()))?;
-        // One deadline for the whole exchange: connecting, redirects, and reading the body.
+        // One deadline for the whole exchange: connecting, sending, and reading the body.
         let timeout = Duration::from_millis(spec.send.timeout_ms);
         let now = tokio::time::Instant::now();
         // Validated timeouts are at most an hour; a corrupt one waits long rather than panics.
@@ -220,6 +218,12 @@ impl Dispatcher {
             }
             return Ok(output_payload(&output));
         }
+        if parts.status.is_redirection() {
+            return Err(redirect_failure(
+                parts.status,
+                parts.headers.get(header::LOCATION),
+            ));
+        }
         let retry_after_ms = parts
             .headers
             .get(header::RETRY_AFTER)
@@ -243,86 +247,51 @@ impl Dispatcher {
         ))
     }
 
-    /// Sends the attempt and follows redirects as reqwest's default policy did (through
-    /// tower-http's `FollowRedirect`): at most ten; a 301 or 302 to a POST, and any 303, go on as
-    /// a GET without the body; the others keep method and body.
+    /// Sends the attempt. Redirects are not followed: reqwest's default policy, which this
+    /// replaced, turned a 301 or 302 to a POST into a GET without the saga's body, whose 2xx
+    /// would have passed for the step's answer. A redirect is a step pointed at the wrong URL:
+    /// it fails as the participant's no (see `redirect_failure`).
     async fn send(
         &self,
         spec: &CallSpec,
         uri: &Uri,
         deadline: tokio::time::Instant,
     ) -> Result<Response<Incoming>, Failure> {
-        let mut method = spec.method.clone();
-        let mut uri = uri.clone();
-        let mut with_body = true;
-        let mut headers = request_headers(spec)?;
-        // Filled only when a redirect is followed.
-        let mut visited: Vec<url::Url> = Vec::new();
-        loop {
-            let body = if with_body {
-                spec.body.clone()
-            } else {
-                Bytes::new()
-            };
-            let mut request = Request::new(Full::new(body));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = headers;
-            let response = match timeout_at(deadline, self.client.request(request)).await {
-                Err(_) => {
-                    return Err(Failure::transport(
-                        FailureKind::Timeout,
-                        format!("error sending request for url ({uri}): operation timed out"),
-                    ));
-                }
-                Ok(Err(error)) => {
-                    return Err(Failure::transport(
-                        transport_kind(&error),
-                        format!(
-                            "error sending request for url ({uri}): {}",
-                            error_chain(&error)
-                        ),
-                    ));
-                }
-                Ok(Ok(response)) => response,
-            };
-            let Some((next_method, keeps_body)) = redirected(response.status(), &method) else {
-                return Ok(response);
-            };
-            // A redirect without a usable `Location` is the answer itself.
-            let Some(location) = response
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|location| resolve_location(location, &uri))
-            else {
-                return Ok(response);
-            };
-            let next = follow(&mut visited, &uri, &location)?;
-            headers = request_headers(spec)?;
-            with_body &= keeps_body;
-            if !with_body {
-                for name in [
-                    header::CONTENT_TYPE,
-                    header::CONTENT_LENGTH,
-                    header::CONTENT_ENCODING,
-                    header::TRANSFER_ENCODING,
-                ] {
-                    headers.remove(name);
-                }
-            }
-            if let Some(previous) = visited.last() {
-                if is_cross_origin(&next, previous) {
-                    // Credentials from the URL go only to the host they were written for.
-                    headers.remove(header::AUTHORIZATION);
-                }
-                if let Some(referer) = referer(&next, previous) {
-                    headers.insert(header::REFERER, referer);
-                }
-            }
-            method = next_method;
-            uri = location;
+        let mut request = Request::new(Full::new(spec.body.clone()));
+        *request.method_mut() = spec.method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = request_headers(spec)?;
+        match timeout_at(deadline, self.client.request(request)).await {
+            Err(_) => Err(Failure::transport(
+                FailureKind::Timeout,
+                format!("error sending request for url ({uri}): operation timed out"),
+            )),
+            Ok(Err(error)) => Err(Failure::transport(
+                transport_kind(&error),
+                format!(
+                    "error sending request for url ({uri}): {}",
+                    error_chain(&error)
+                ),
+            )),
+            Ok(Ok(response)) => Ok(response),
         }
     }
+}
+
+/// A 3xx answer: a business no (not retried, nothing to compensate: the participant did not
+/// take the request), saying where it pointed.
+fn redirect_failure(status: StatusCode, location: Option<&HeaderValue>) -> Failure {
+    let to = location
+        .and_then(|l| l.to_str().ok())
+        .map(|l| format!(" to {l}"))
+        .unwrap_or_default();
+    Failure::from_status(
+        status.as_u16(),
+        format!(
+            "the participant answered a redirect{to}; Sagaflow does not follow redirects: point the step at the final URL"
+        ),
+        None,
+    )
 }
 
 /// The headers of the participant protocol, plus the `Accept: */*` every reqwest request had.
@@ -514,79 +483,6 @@ fn take_credentials(url: &mut url::Url) -> Option<HeaderValue> {
     let mut value = HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
     value.set_sensitive(true);
     Some(value)
-}
-
-/// The method of the request that follows a redirect answer, and whether the body still goes
-/// with it; `None` for an answer that is not a redirect to follow.
-fn redirected(status: StatusCode, method: &Method) -> Option<(Method, bool)> {
-    match status {
-        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if *method == Method::POST => {
-            Some((Method::GET, false))
-        }
-        StatusCode::MOVED_PERMANENTLY
-        | StatusCode::FOUND
-        | StatusCode::TEMPORARY_REDIRECT
-        | StatusCode::PERMANENT_REDIRECT => Some((method.clone(), true)),
-        StatusCode::SEE_OTHER if *method == Method::HEAD => Some((Method::HEAD, false)),
-        StatusCode::SEE_OTHER => Some((Method::GET, false)),
-        _ => None,
-    }
-}
-
-/// `Location` resolved against the URL it answers, as tower-http resolves it.
-fn resolve_location(location: &HeaderValue, base: &Uri) -> Option<Uri> {
-    let location = std::str::from_utf8(location.as_bytes()).ok()?;
-    let resolved = url::Url::parse(&base.to_string())
-        .ok()?
-        .join(location)
-        .ok()?;
-    Uri::try_from(String::from(resolved)).ok()
-}
-
-/// Records the redirect from `previous` and returns where it goes, or why it is not followed
-/// (reqwest reported these as errors, hence a lost connection: the request did arrive).
-fn follow(
-    visited: &mut Vec<url::Url>,
-    previous: &Uri,
-    location: &Uri,
-) -> Result<url::Url, Failure> {
-    let redirect_error = |reason: String| Failure::transport(FailureKind::ConnectionLost, reason);
-    let previous = url::Url::parse(&previous.to_string())
-        .map_err(|e| redirect_error(format!("error following redirect: {e}")))?;
-    let next = url::Url::parse(&location.to_string())
-        .map_err(|e| redirect_error(format!("builder error: {e}")))?;
-    visited.push(previous);
-    if visited.len() > REDIRECTS_MAX {
-        let from = visited.last().map_or("", |url| url.as_str());
-        return Err(redirect_error(format!(
-            "error following redirect for url ({from}): too many redirects"
-        )));
-    }
-    if !matches!(next.scheme(), "http" | "https") {
-        return Err(redirect_error(format!(
-            "builder error for url ({next}): URL scheme is not allowed"
-        )));
-    }
-    Ok(next)
-}
-
-fn is_cross_origin(next: &url::Url, previous: &url::Url) -> bool {
-    next.host_str() != previous.host_str()
-        || next.port_or_known_default() != previous.port_or_known_default()
-        || next.scheme() != previous.scheme()
-}
-
-/// The `Referer` of a followed redirect: the previous URL without credentials or fragment, and
-/// none from https to http.
-fn referer(next: &url::Url, previous: &url::Url) -> Option<HeaderValue> {
-    if next.scheme() == "http" && previous.scheme() == "https" {
-        return None;
-    }
-    let mut referer = previous.clone();
-    let _ = referer.set_username("");
-    let _ = referer.set_password(None);
-    referer.set_fragment(None);
-    HeaderValue::try_from(String::from(referer)).ok()
 }
 
 /// A 2xx body as the step's output: JSON as is, nothing as `null`, other text as a string.
@@ -809,46 +705,19 @@ mod tests {
         }
     }
 
-    fn check_redirect(status: u16, method: Method, expected: Option<(Method, bool)>) {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        assert_eq!(redirected(status, &method), expected, "{status} {method}");
-    }
-
     #[test]
-    fn redirects_keep_the_method_and_body_except_where_browsers_change_them() {
-        check_redirect(301, Method::POST, Some((Method::GET, false)));
-        check_redirect(302, Method::POST, Some((Method::GET, false)));
-        check_redirect(302, Method::PUT, Some((Method::PUT, true)));
-        check_redirect(303, Method::DELETE, Some((Method::GET, false)));
-        check_redirect(303, Method::HEAD, Some((Method::HEAD, false)));
-        check_redirect(307, Method::POST, Some((Method::POST, true)));
-        check_redirect(308, Method::PATCH, Some((Method::PATCH, true)));
-        check_redirect(304, Method::GET, None);
-        check_redirect(200, Method::POST, None);
-    }
-
-    #[test]
-    fn a_redirect_resolves_against_the_url_it_answers() {
-        let base = Uri::from_static("http://svc:8080/a/b?x=1");
-        let resolve = |location: &'static str| {
-            resolve_location(&HeaderValue::from_static(location), &base).map(|u| u.to_string())
-        };
-        assert_eq!(resolve("c").as_deref(), Some("http://svc:8080/a/c"));
-        assert_eq!(resolve("/d").as_deref(), Some("http://svc:8080/d"));
-        assert_eq!(resolve("http://other/e").as_deref(), Some("http://other/e"));
-    }
-
-    #[test]
-    fn redirects_stop_after_ten_and_at_other_schemes() {
-        let mut visited = Vec::new();
-        let uri = Uri::from_static("http://svc/a");
-        for _ in 0..REDIRECTS_MAX {
-            assert!(follow(&mut visited, &uri, &uri).is_ok());
-        }
-        let error = follow(&mut visited, &uri, &uri).err();
-        assert_eq!(error.map(|f| f.kind), Some(FailureKind::ConnectionLost));
-        let ftp = Uri::from_static("ftp://svc/a");
-        assert!(follow(&mut Vec::new(), &uri, &ftp).is_err());
+    fn a_redirect_is_a_refusal_that_names_where_it_pointed() {
+        let location = HeaderValue::from_static("http://svc/moved");
+        let failure = redirect_failure(StatusCode::FOUND, Some(&location));
+        assert_eq!(failure.kind, FailureKind::Rejected);
+        assert_eq!(failure.status, Some(302));
+        assert!(
+            failure.message.contains("to http://svc/moved"),
+            "{}",
+            failure.message
+        );
+        let failure = redirect_failure(StatusCode::PERMANENT_REDIRECT, None);
+        assert!(!failure.is_retryable() && !failure.maybe_applied());
     }
 
     #[test]

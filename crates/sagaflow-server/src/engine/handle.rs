@@ -69,8 +69,8 @@ pub struct StartRequest {
     pub version: Option<u32>,
     pub input: Payload,
     pub idempotency_key: Option<String>,
-    /// A digest of the request, to tell a repeat from a reuse of the key.
-    pub request_hash: String,
+    /// A digest of the request, to tell a repeat from a reuse of the key (with a key only).
+    pub request_hash: Option<String>,
     /// Whether the caller answers with the saga as accepted (a caller that waits for the end
     /// answers with the final view instead, and need not pay for this one).
     pub want_view: bool,
@@ -309,7 +309,7 @@ impl Engine {
         if let Some(key) = &request.idempotency_key
             && let Some(existing) = self.inner.store.find_idempotency_key(key).await?
         {
-            return repeat(existing, &request.request_hash);
+            return repeat(existing, request.request_hash.as_deref());
         }
         let name = &request.definition;
         let definition = self
@@ -349,7 +349,7 @@ impl Engine {
             created_at_ms: now,
             updated_at_ms: state.updated_at_ms,
             idempotency_key: request.idempotency_key.clone(),
-            request_hash: Some(request.request_hash.clone()),
+            request_hash: request.request_hash.clone(),
             shard,
         };
         let started_at = std::time::Instant::now();
@@ -378,7 +378,7 @@ impl Engine {
             .journal_write_seconds
             .observe(started_at.elapsed().as_secs_f64());
         match outcome {
-            StartOutcome::Existing(existing) => repeat(existing, &request.request_hash),
+            StartOutcome::Existing(existing) => repeat(existing, request.request_hash.as_deref()),
             StartOutcome::Created => {
                 self.inner.metrics.sagas_started.inc();
                 tracing::info!(saga_id = %id, definition = %state.definition.name, "saga started");
@@ -750,8 +750,8 @@ impl Engine {
     }
 }
 
-fn repeat(existing: SagaRecord, request_hash: &str) -> Result<Started, EngineError> {
-    if existing.request_hash.as_deref() == Some(request_hash) {
+fn repeat(existing: SagaRecord, request_hash: Option<&str>) -> Result<Started, EngineError> {
+    if existing.request_hash.is_some() && existing.request_hash.as_deref() == request_hash {
         Ok(Started {
             id: existing.id,
             created: false,

@@ -254,6 +254,11 @@ async fn handle(
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
         }
         ["flaky", ..] => ok(),
+        ["redirect", to @ ..] => (
+            StatusCode::FOUND,
+            [("location", format!("/{}", to.join("/")))],
+        )
+            .into_response(),
         ["throttle", _, secs] if seen == 1 => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", *secs)],
