@@ -4,7 +4,7 @@ mod read;
 mod schema;
 mod write;
 
-pub use write::SqliteStore;
+pub use write::{JOURNAL_FILE, SqliteStore};
 
 /// Settings of the SQLite journal.
 #[derive(Clone, Debug)]

@@ -123,14 +123,16 @@ pub(crate) fn list_definitions(conn: &Connection) -> Result<Vec<DefinitionRecord
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-pub(crate) fn events_of(conn: &Connection, saga_id: &str) -> Result<Vec<Event>, Error> {
+/// The events of the saga whose `seq` is `saga_seq`, oldest first.
+pub(crate) fn events_of(conn: &Connection, saga_seq: i64) -> Result<Vec<Event>, Error> {
     let mut stmt =
-        conn.prepare_cached("SELECT body FROM events WHERE saga_id = ?1 ORDER BY seq")?;
-    let mut rows = stmt.query(params![saga_id])?;
+        conn.prepare_cached("SELECT body FROM journal WHERE saga_seq = ?1 ORDER BY seq")?;
+    let mut rows = stmt.query(params![saga_seq])?;
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
+        // One row per journal write: its events, as a JSON array.
         let body: String = row.get(0)?;
-        events.push(serde_json::from_str(&body)?);
+        events.extend(serde_json::from_str::<Vec<Event>>(&body)?);
     }
     Ok(events)
 }
@@ -142,10 +144,10 @@ pub(crate) fn get_saga(conn: &Connection, id: &str) -> Result<Option<LoadedSaga>
         .prepare_cached(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = ?1"))?
         .query_row(params![id], saga_row)
         .optional()?;
-    let Some((_, record)) = record else {
+    let Some((seq, record)) = record else {
         return Ok(None);
     };
-    let events = events_of(&tx, id)?;
+    let events = events_of(&tx, seq)?;
     Ok(Some(LoadedSaga { record, events }))
 }
 
@@ -217,8 +219,8 @@ pub(crate) fn load_unfinished(conn: &Connection) -> Result<Vec<LoadedSaga>, Erro
         .query_map([], saga_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut loaded = Vec::with_capacity(records.len());
-    for (_, record) in records {
-        let events = events_of(conn, &record.id)?;
+    for (seq, record) in records {
+        let events = events_of(conn, seq)?;
         loaded.push(LoadedSaga { record, events });
     }
     Ok(loaded)

@@ -44,6 +44,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sagas_finished_by_time ON sagas (updated_at_ms)
         WHERE status IN ('completed', 'compensated');
 "#,
+    // One row per journal write (a JSON array of its events) keyed by the saga's integer `seq`,
+    // instead of one row per event keyed by its text id: half the rows, and index entries of a
+    // few bytes instead of ~45, so a group commit dirties fewer pages (the hot path's cost).
+    // Existing events move over one row each, in journal order.
+    r#"
+    CREATE TABLE journal (
+        seq      INTEGER PRIMARY KEY,
+        saga_seq INTEGER NOT NULL,
+        body     TEXT    NOT NULL
+    );
+    INSERT INTO journal (saga_seq, body)
+        SELECT s.seq, '[' || e.body || ']' FROM events e JOIN sagas s ON s.id = e.saga_id
+        ORDER BY e.seq;
+    CREATE INDEX journal_by_saga ON journal (saga_seq, seq);
+    DROP TABLE events;
+"#,
 ];
 
 /// Opens a connection with the settings every connection needs.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::read::{self, ReadPool};
@@ -529,54 +529,61 @@ fn start_saga(conn: &Connection, saga: &NewSaga) -> Result<StartOutcome, Error> 
         r.idempotency_key,
         r.request_hash
     ])?;
-    insert_events(conn, &r.id, &saga.events)?;
+    insert_events(conn, conn.last_insert_rowid(), &saga.events)?;
     Ok(StartOutcome::Created)
 }
 
 fn append(conn: &Connection, batch: &AppendBatch) -> Result<(), Error> {
-    let changed = conn
-        .prepare_cached("UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
-        .execute(params![
-            batch.saga_id,
-            batch.status.as_str(),
-            batch.updated_at_ms as i64
-        ])?;
-    if changed == 0 {
+    let saga_seq: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE id = ?1 RETURNING seq",
+        )?
+        .query_row(
+            params![
+                batch.saga_id,
+                batch.status.as_str(),
+                batch.updated_at_ms as i64
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(saga_seq) = saga_seq else {
         return Err(Error::Corrupt(format!("no saga {}", batch.saga_id)));
-    }
-    insert_events(conn, &batch.saga_id, &batch.events)
+    };
+    insert_events(conn, saga_seq, &batch.events)
 }
 
+/// One journal row for one write's events (a JSON array), under the saga's `seq`.
 fn insert_events(
     conn: &Connection,
-    saga_id: &str,
+    saga_seq: i64,
     events: &[sagaflow_core::Event],
 ) -> Result<(), Error> {
-    let mut stmt =
-        conn.prepare_cached("INSERT INTO events (saga_id, at_ms, body) VALUES (?1, ?2, ?3)")?;
-    for event in events {
-        let body = serde_json::to_string(event)?;
-        stmt.execute(params![saga_id, event.at_ms as i64, body])?;
+    if events.is_empty() {
+        return Ok(());
     }
+    let body = serde_json::to_string(events)?;
+    conn.prepare_cached("INSERT INTO journal (saga_seq, body) VALUES (?1, ?2)")?
+        .execute(params![saga_seq, body])?;
     Ok(())
 }
 
 fn purge(conn: &Connection, before_ms: u64, limit: usize) -> Result<u64, Error> {
-    let ids: Vec<String> = conn
+    let doomed: Vec<i64> = conn
         .prepare_cached(
             // The partial index, named: without statistics the planner would pick the
             // status index and sort every finished saga.
-            "SELECT id FROM sagas INDEXED BY sagas_finished_by_time \
+            "SELECT seq FROM sagas INDEXED BY sagas_finished_by_time \
              WHERE status IN ('completed', 'compensated') \
              AND updated_at_ms < ?1 ORDER BY updated_at_ms LIMIT ?2",
         )?
         .query_map(params![before_ms as i64, limit as i64], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut events = conn.prepare_cached("DELETE FROM events WHERE saga_id = ?1")?;
-    let mut sagas = conn.prepare_cached("DELETE FROM sagas WHERE id = ?1")?;
-    for id in &ids {
-        events.execute(params![id])?;
-        sagas.execute(params![id])?;
+    let mut events = conn.prepare_cached("DELETE FROM journal WHERE saga_seq = ?1")?;
+    let mut sagas = conn.prepare_cached("DELETE FROM sagas WHERE seq = ?1")?;
+    for seq in &doomed {
+        events.execute(params![seq])?;
+        sagas.execute(params![seq])?;
     }
-    Ok(ids.len() as u64)
+    Ok(doomed.len() as u64)
 }

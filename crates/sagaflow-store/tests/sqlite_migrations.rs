@@ -1,0 +1,128 @@
+//! A journal written by an older schema opens with every saga and event intact.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use sagaflow_core::{Event, EventKind, Payload, Phase, SagaStatus};
+use sagaflow_store::sqlite::{SqliteConfig, SqliteStore};
+use sagaflow_store::{AppendBatch, Store};
+
+/// The schema as versions 1 and 2 left it: one `events` row per event, keyed by the saga's id.
+const SCHEMA_V2: &str = r#"
+    CREATE TABLE definitions (
+        name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL, PRIMARY KEY (name, version)
+    );
+    CREATE TABLE sagas (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+        definition TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,
+        idempotency_key TEXT UNIQUE, request_hash TEXT
+    );
+    CREATE INDEX sagas_by_status ON sagas (status, seq);
+    CREATE INDEX sagas_by_definition ON sagas (definition, seq);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY, saga_id TEXT NOT NULL, at_ms INTEGER NOT NULL, body TEXT NOT NULL
+    );
+    CREATE INDEX events_by_saga ON events (saga_id, seq);
+    CREATE INDEX sagas_finished_by_time ON sagas (updated_at_ms)
+        WHERE status IN ('completed', 'compensated');
+    PRAGMA user_version = 2;
+"#;
+
+fn event(at_ms: u64, kind: EventKind) -> Event {
+    Event { at_ms, kind }
+}
+
+fn journal_of(step_count: usize) -> Vec<Event> {
+    let mut events = vec![event(
+        1_000,
+        EventKind::SagaStarted {
+            definition: "order".into(),
+            version: 1,
+            input: Payload::from_json(r#"{"order":7}"#).unwrap(),
+            deadline_at_ms: None,
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+        },
+    )];
+    for step in 0..step_count {
+        let at_ms = 1_001 + step as u64;
+        events.push(event(
+            at_ms,
+            EventKind::AttemptStarted {
+                step,
+                phase: Phase::Action,
+                attempt: 1,
+            },
+        ));
+        events.push(event(
+            at_ms,
+            EventKind::AttemptSucceeded {
+                step,
+                phase: Phase::Action,
+                attempt: 1,
+                output: Payload::from_json(&format!(r#"{{"step":{step}}}"#)).unwrap(),
+            },
+        ));
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_journal_keeps_its_sagas_and_events_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(sagaflow_store::sqlite::JOURNAL_FILE);
+    // Two sagas whose events interleave in the old table, as concurrent sagas' do.
+    let (running, finished) = (journal_of(1), journal_of(2));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_V2).unwrap();
+        for (id, status) in [("saga-r", "running"), ("saga-f", "completed")] {
+            conn.execute(
+                "INSERT INTO sagas (id, definition, version, status, created_at_ms, updated_at_ms) \
+                 VALUES (?1, 'order', 1, ?2, 1000, 1003)",
+                rusqlite::params![id, status],
+            )
+            .unwrap();
+        }
+        let longest = running.len().max(finished.len());
+        for i in 0..longest {
+            for (id, events) in [("saga-r", &running), ("saga-f", &finished)] {
+                if let Some(e) = events.get(i) {
+                    conn.execute(
+                        "INSERT INTO events (saga_id, at_ms, body) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![id, e.at_ms as i64, serde_json::to_string(e).unwrap()],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    let loaded = store.get_saga("saga-f").await.unwrap().unwrap();
+    assert_eq!(loaded.events, finished);
+    assert_eq!(loaded.record.status, SagaStatus::Completed);
+    let unfinished = store.load_unfinished().await.unwrap();
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].record.id, "saga-r");
+    assert_eq!(unfinished[0].events, running);
+
+    // New writes land after the migrated ones.
+    let more = journal_of(2)[3..].to_vec();
+    store
+        .append(AppendBatch {
+            saga_id: "saga-r".into(),
+            events: more.clone(),
+            status: SagaStatus::Running,
+            updated_at_ms: 1_010,
+            fence: None,
+        })
+        .await
+        .unwrap();
+    let loaded = store.get_saga("saga-r").await.unwrap().unwrap();
+    assert_eq!(loaded.events, [running, more].concat());
+    // A purge takes a migrated saga's journal with it.
+    assert_eq!(store.purge_finished(1_000_000, 10).await.unwrap(), 1);
+    assert!(store.get_saga("saga-f").await.unwrap().is_none());
+    store.close().await.unwrap();
+}
