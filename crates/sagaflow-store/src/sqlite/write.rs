@@ -534,22 +534,21 @@ fn start_saga(conn: &Connection, saga: &NewSaga) -> Result<StartOutcome, Error> 
 }
 
 fn append(conn: &Connection, batch: &AppendBatch) -> Result<(), Error> {
+    // Two cheap statements rather than `UPDATE … RETURNING`, which buffers its result in an
+    // ephemeral table.
     let saga_seq: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE id = ?1 RETURNING seq",
-        )?
-        .query_row(
-            params![
-                batch.saga_id,
-                batch.status.as_str(),
-                batch.updated_at_ms as i64
-            ],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT seq FROM sagas WHERE id = ?1")?
+        .query_row(params![batch.saga_id], |row| row.get(0))
         .optional()?;
     let Some(saga_seq) = saga_seq else {
         return Err(Error::Corrupt(format!("no saga {}", batch.saga_id)));
     };
+    conn.prepare_cached("UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE seq = ?1")?
+        .execute(params![
+            saga_seq,
+            batch.status.as_str(),
+            batch.updated_at_ms as i64
+        ])?;
     insert_events(conn, saga_seq, &batch.events)
 }
 
