@@ -338,8 +338,9 @@ fn write_batch(
     batch: Vec<Request>,
     replies: &mut Vec<Reply>,
 ) -> Result<(), String> {
-    // A request fails only on a broken invariant (an append to a saga the journal lacks): the
-    // writer is the journal's only writer, so nothing races it. So the batch first runs without
+    // A request fails only on a broken invariant (an append to a saga the journal lacks, a start
+    // under an id already taken) or a failing disk: the writer is the journal's only writer, so
+    // nothing races it. So the batch first runs without
     // a savepoint per request (each costs two statements and a copy of every page it touches);
     // should a request fail, the transaction is rolled back and the batch runs again with each
     // request in its own savepoint, so that one that fails leaves the others be.
