@@ -187,6 +187,10 @@ impl Actor {
     async fn journal(&mut self, batch: AppendBatch) -> bool {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=JOURNAL_TRIES_MAX {
+            if self.lease.is_revoked() {
+                // The shard went elsewhere (or back to the pool) while retrying.
+                return false;
+            }
             let started = std::time::Instant::now();
             match self.inner.store.append(batch.clone()).await {
                 Ok(()) => {
@@ -272,16 +276,6 @@ impl Actor {
     }
 
     fn finish(self) {
-        // `counted` is the status the journal last recorded (`state` may hold a decision
-        // whose write did not land).
-        if !self.counted.is_terminal() {
-            gauge(&self.inner.metrics, self.counted, -1);
-            if self.broken && !self.lease.is_revoked() && self.lease.fence.is_some() {
-                // A write failed for good while the shard is still ours: resumed from the
-                // journal by the lease keeper's next round.
-                self.inner.stalled.lock().insert(self.state.id.clone());
-            }
-        }
         {
             let mut live = self.inner.live.lock();
             // The saga may already run again in a newer task (its shard was taken back).
@@ -290,6 +284,21 @@ impl Actor {
                 .is_some_and(|l| l.tx.same_channel(&self.tx))
             {
                 live.remove(&self.state.id);
+            }
+        }
+        // `counted` is the status the journal last recorded (`state` may hold a decision
+        // whose write did not land).
+        if !self.counted.is_terminal() {
+            gauge(&self.inner.metrics, self.counted, -1);
+            // A write failed for good, or the lease went while this task was busy (a resume of
+            // the shard, here or elsewhere, skipped the saga because this task still ran): the
+            // lease keeper resumes it from the journal if this replica holds its shard. Only
+            // after leaving `live`, so that the resume does not skip it again.
+            if (self.broken || self.lease.is_revoked()) && self.lease.fence.is_some() {
+                self.inner
+                    .stalled
+                    .lock()
+                    .insert(self.state.id.clone(), self.lease.shard());
             }
         }
         self.inner.live_changed.notify_waiters();

@@ -237,23 +237,28 @@ impl Engine {
         }
     }
 
-    /// Resumes sagas whose task stopped on a failed write, from the journal, when their
-    /// shard is still held here.
+    /// Resumes sagas whose task stopped on a failed write (or lost its lease while busy), from
+    /// the journal, when their shard is held here. A saga whose shard is held under a lease
+    /// that lapsed for now waits for a later round; one whose shard is not held here is left to
+    /// the shard's owner, which resumed it when it took the shard.
     async fn resume_stalled(&self) -> usize {
-        let ids: Vec<String> = {
+        let ids: Vec<(String, u32)> = {
+            let shards = self.inner.shards.lock();
             let mut stalled = self.inner.stalled.lock();
-            let ids: Vec<String> = stalled
+            stalled.retain(|_, shard| shards.held.contains_key(shard));
+            let ids: Vec<(String, u32)> = stalled
                 .iter()
+                .filter(|(_, shard)| shards.held.get(shard).is_some_and(|l| l.is_valid()))
                 .take(STALLED_PER_ROUND_MAX)
-                .cloned()
+                .map(|(id, shard)| (id.clone(), *shard))
                 .collect();
-            for id in &ids {
+            for (id, _) in &ids {
                 stalled.remove(id);
             }
             ids
         };
         let mut resumed = 0;
-        for id in ids {
+        for (id, shard) in ids {
             match self.inner.store.get_saga(&id).await {
                 Ok(Some(loaded)) => {
                     let inner = Arc::clone(&self.inner);
@@ -261,14 +266,14 @@ impl Engine {
                         Ok(n) => resumed += n,
                         Err(e) => {
                             tracing::warn!(saga_id = %id, error = %e, "resuming a stalled saga failed");
-                            self.inner.stalled.lock().insert(id);
+                            self.inner.stalled.lock().insert(id, shard);
                         }
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!(saga_id = %id, error = %e, "cannot read a stalled saga yet");
-                    self.inner.stalled.lock().insert(id);
+                    self.inner.stalled.lock().insert(id, shard);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! The engine's handle: starts, reads, cancels and retries sagas; recovers them after a restart;
 //! drains on shutdown.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -112,7 +112,8 @@ pub(super) struct Inner {
     standing: Arc<Lease>,
     /// Sagas whose task stopped on a failed write while their shard stayed ours: resumed from
     /// the journal by the lease keeper.
-    pub stalled: Mutex<HashSet<String>>,
+    /// Saga id → its shard.
+    pub stalled: Mutex<HashMap<String, u32>>,
     pub definitions: Definitions,
     pub dispatcher: Dispatcher,
     pub metrics: Arc<Metrics>,
@@ -228,7 +229,7 @@ impl Engine {
                     next: 0,
                 }),
                 standing,
-                stalled: Mutex::new(HashSet::new()),
+                stalled: Mutex::new(HashMap::new()),
                 definitions: Definitions::default(),
                 dispatcher,
                 metrics,
@@ -654,6 +655,7 @@ impl Engine {
                 let decision = decide(&state, Command::Recover, context(now_ms()))
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 let id = state.id.clone();
+                let shard = loaded.record.shard;
                 match self.commit(state, &decision, lease.fence).await {
                     Ok(state) => Ok(Some((state, decision.sends, lease))),
                     // With replicas, one saga's failed write must not stop the others.
@@ -664,7 +666,7 @@ impl Engine {
                     }
                     Err(e) if self.inner.is_clustered() => {
                         tracing::warn!(saga_id = %id, error = %e, "resuming a saga failed; trying again later");
-                        self.inner.stalled.lock().insert(id);
+                        self.inner.stalled.lock().insert(id, shard);
                         Ok(None)
                     }
                     Err(e) => Err(e),
