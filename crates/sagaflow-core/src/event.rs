@@ -44,7 +44,7 @@ pub enum FailureKind {
     ServerError,
     /// No answer within the attempt's timeout.
     Timeout,
-    /// The connection was refused: the request never arrived.
+    /// The request was never sent: the connection was refused, or could not be made in time.
     Refused,
     /// The connection broke after the request may have been sent.
     ConnectionLost,

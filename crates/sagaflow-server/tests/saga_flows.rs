@@ -185,6 +185,39 @@ async fn refused_connections_are_retried_and_not_compensated() {
 }
 
 #[tokio::test]
+async fn a_connection_not_made_in_time_is_retried_and_not_compensated() {
+    // A listener whose accept queue is full and never drained: the kernel drops the SYNs of
+    // every further connection, so each attempt times out before a request could leave.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let addr = full.local_addr().unwrap();
+    let _queued = std::net::TcpStream::connect(addr).unwrap();
+    let unreachable = format!("http://{addr}/x");
+    let (c, p) = setup(move |p| {
+        let mut second = step(p, "charge", "/ok/unused");
+        second["action"]["url"] = json!(unreachable.clone());
+        second["action"]["timeout_ms"] = json!(150);
+        vec![step(p, "reserve", "/ok/reserve"), second]
+    })
+    .await;
+    let id = c.start_saga("order", json!({})).await;
+    let saga = c.wait_status(&id, "compensated").await;
+    assert_eq!(saga["steps"][1]["attempts"], 3);
+    assert_eq!(
+        saga["steps"][1]["compensation"]["status"], "skipped",
+        "no attempt left the coordinator: there is nothing to compensate"
+    );
+    assert_eq!(
+        p.calls_of(&id),
+        calls(&[("reserve", "action"), ("reserve", "compensation")])
+    );
+    let error = saga["steps"][1]["error"].as_str().unwrap();
+    assert!(error.contains("before a connection"), "{error}");
+    drop(full);
+}
+
+#[tokio::test]
 async fn transient_failures_are_retried_until_success() {
     let (c, p) = setup(|p| {
         vec![

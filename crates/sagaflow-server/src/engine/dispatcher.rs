@@ -8,16 +8,20 @@
 //! an `http::Uri` once, when the attempt is prepared (most URLs skip the `url` crate), the body is
 //! shared rather than copied, and there is no middleware stack.
 
+use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -33,7 +37,7 @@ use crate::metrics::{AttemptLabels, Metrics, PhaseLabel};
 
 /// The most of a failure answer's body kept for the error message.
 const ERROR_BODY_BYTES_MAX: usize = 2048;
-/// How long opening a connection may take; past it the attempt fails as a timeout.
+/// How long opening a connection may take; past it the attempt fails as not delivered.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,7 +56,38 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// already in journals).
 const BODY_ERROR: &str = "error decoding response body: request or response body error";
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<HttpConnector, OutgoingBody>;
+
+/// An attempt's body, which tells whether a connection ever took the request: hyper polls a
+/// request's body only once a connection is writing it, so an attempt whose body was never
+/// polled was never sent (still waiting for a connection, or one could not be made in time) and
+/// is a definite no, like a refused connection, rather than a timeout that may have applied.
+struct OutgoingBody {
+    bytes: Option<Bytes>,
+    taken: Arc<AtomicBool>,
+}
+
+impl Body for OutgoingBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.taken.store(true, Ordering::Release);
+        Poll::Ready(self.bytes.take().map(|bytes| Ok(Frame::data(bytes))))
+    }
+
+    // Not at its end until polled, even if empty: so a sent request is always seen as taken.
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
 
 /// Makes participant calls, at most `calls_in_flight_max` at once.
 pub struct Dispatcher {
@@ -257,17 +292,34 @@ impl Dispatcher {
         uri: &Uri,
         deadline: tokio::time::Instant,
     ) -> Result<Response<Incoming>, Failure> {
-        let mut request = Request::new(Full::new(spec.body.clone()));
+        let taken = Arc::new(AtomicBool::new(false));
+        let mut request = Request::new(OutgoingBody {
+            bytes: Some(spec.body.clone()),
+            taken: Arc::clone(&taken),
+        });
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = request_headers(spec)?;
-        match timeout_at(deadline, self.client.request(request)).await {
+        let outcome = timeout_at(deadline, self.client.request(request)).await;
+        let sent = taken.load(Ordering::Acquire);
+        match outcome {
+            Err(_) if !sent => Err(Failure::transport(
+                FailureKind::Refused,
+                format!(
+                    "error sending request for url ({uri}): operation timed out before a \
+                     connection to the participant was made"
+                ),
+            )),
             Err(_) => Err(Failure::transport(
                 FailureKind::Timeout,
                 format!("error sending request for url ({uri}): operation timed out"),
             )),
             Ok(Err(error)) => Err(Failure::transport(
-                transport_kind(&error),
+                if sent {
+                    transport_kind(&error)
+                } else {
+                    FailureKind::Refused
+                },
                 format!(
                     "error sending request for url ({uri}): {}",
                     error_chain(&error)
@@ -521,9 +573,10 @@ fn parse_retry_after_ms(value: &str) -> Option<u64> {
         .map(|s| s.saturating_mul(1000))
 }
 
-/// What a transport error means for the protocol, read from its whole chain: a timeout anywhere
-/// in it (the connect timeout, or TCP's own) is a timeout; else a connection that was never made
-/// cannot have delivered the request; anything else may have.
+/// What a transport error of a request that a connection took means for the protocol (one never
+/// taken is a definite no, see `OutgoingBody`), read from its whole chain: a timeout anywhere in
+/// it (TCP's own) is a timeout; else a connection that was never made cannot have delivered the
+/// request; anything else may have.
 fn transport_kind(error: &(dyn StdError + 'static)) -> FailureKind {
     let mut never_connected = false;
     let mut source = Some(error);
