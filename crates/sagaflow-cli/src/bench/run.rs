@@ -155,8 +155,31 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         report.direct_p50_ms = Some(direct.quantile_ms(0.5));
         report.direct_p99_ms = Some(direct.quantile_ms(0.99));
     }
-    drop(coordinator);
+    coordinator.stop();
+    if report.sagas == 0 {
+        return Err(Error::Other(no_saga_finished(args, &report)));
+    }
     Ok(report)
+}
+
+/// Why a run measured nothing, as one line: a rate of zero is no figure to report.
+fn no_saga_finished(args: &BenchArgs, report: &Report) -> String {
+    let mut message = format!(
+        "no saga finished in the {} s measured ({} errors",
+        args.duration.as_secs_f64(),
+        report.errors
+    );
+    if let Some(first) = &report.first_error {
+        message.push_str(&format!(", the first: {first}"));
+    }
+    message.push(')');
+    if args.store.starts_with("postgres") {
+        message.push_str(
+            "; on PostgreSQL, the shards may still be leased by a coordinator that was killed \
+             less than a lease time ago: run again once it has lapsed",
+        );
+    }
+    message
 }
 
 async fn drive(args: &BenchArgs, op: Arc<Op>) -> Samples {
