@@ -89,6 +89,11 @@ pub struct ServerArgs {
     #[arg(long, env = "SAGAFLOW_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
 
+    /// Also shut down gracefully when stdin reaches its end: for a parent process (a test, a
+    /// benchmark) that may die without stopping its children.
+    #[arg(long, env = "SAGAFLOW_STOP_WITH_STDIN")]
+    pub stop_with_stdin: bool,
+
     /// The journal: left out, the embedded SQLite file in --data-dir; or a `postgres://` URL
     /// (several replicas share one PostgreSQL database; migrations run at start).
     #[arg(long, env = "SAGAFLOW_STORE", value_name = "URL")]

@@ -5,7 +5,7 @@
 //! Codemap: `cli.rs` is the command line (clap), `commands/` runs each command group and
 //! returns what to print, `demo/` is `sagaflow demo` (processes, workload, check, report),
 //! `render.rs` and `table.rs` turn answers into text, `input.rs` reads the user's files and
-//! JSON, `error.rs` turns any failure into one `error: …` line and an exit
+//! JSON, `stdin_end.rs` is `--stop-with-stdin`, `error.rs` turns any failure into one `error: …` line and an exit
 //! code (1 for a server or network problem, 2 for bad input). Nothing here panics on bad input
 //! or on a closed stdout.
 
@@ -16,6 +16,7 @@ mod demo;
 mod error;
 mod input;
 mod render;
+mod stdin_end;
 mod table;
 
 use std::io::Write;

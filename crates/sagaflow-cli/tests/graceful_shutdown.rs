@@ -75,3 +75,40 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_rest() {
     }
     assert!(server.terminate().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stop_with_stdin_the_server_drains_and_exits_zero_when_its_stdin_closes() {
+    let data = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{}", process::free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+        .args([
+            "server",
+            "--listen",
+            &base["http://".len()..],
+            "--stop-with-stdin",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("SAGAFLOW_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    process::wait_ready(&format!("{base}/readyz")).await;
+    assert!(child.try_wait().unwrap().is_none(), "it stopped on its own");
+
+    // The parent's end of the pipe goes, as it does when the parent dies.
+    drop(child.stdin.take());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after its stdin closed");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -101,6 +101,9 @@ pub enum Baseline {
 pub struct BenchParticipantArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
+    /// Stop when stdin reaches its end (the bench that started it is gone).
+    #[arg(long)]
+    pub stop_with_stdin: bool,
 }
 
 /// `10s`, `250ms`, `2m`, or plain seconds.

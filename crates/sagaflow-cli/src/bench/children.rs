@@ -1,4 +1,6 @@
-//! The processes the bench starts: killed when dropped, so nothing outlives the bench.
+//! The processes the bench starts: killed when dropped, and started with `--stop-with-stdin`
+//! on a pipe the bench holds, so that they stop by themselves even if the bench is killed
+//! with `kill -9` (a coordinator left behind on PostgreSQL would keep its shards leased).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -72,8 +74,14 @@ fn current_exe() -> Result<std::path::PathBuf, Error> {
 /// Starts the bench participant and returns it with the address it listens on.
 pub fn participant() -> Result<(Process, SocketAddr), Error> {
     let mut child = Command::new(current_exe()?)
-        .args(["bench-participant", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
+        .args([
+            "bench-participant",
+            "--listen",
+            "127.0.0.1:0",
+            "--stop-with-stdin",
+        ])
+        // `Child` keeps the pipe's other end open until it is waited for.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -120,8 +128,10 @@ pub fn coordinator_at(
         .arg(addr.to_string())
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--stop-with-stdin")
         .env("SAGAFLOW_LOG", "warn")
-        .stdin(Stdio::null())
+        // `Child` keeps the pipe's other end open until it is waited for.
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if store != "embedded" {

@@ -59,7 +59,8 @@ pub fn app() -> Router {
         .with_state(Arc::new(AtomicU64::new(0)))
 }
 
-/// Runs the participant until killed; prints `listening on ADDR` first.
+/// Runs the participant until killed (or, with `--stop-with-stdin`, until stdin ends); prints
+/// `listening on ADDR` first.
 pub fn serve(args: BenchParticipantArgs) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -81,7 +82,14 @@ pub fn serve(args: BenchParticipantArgs) -> Result<(), Error> {
             .local_addr()
             .map_err(|e| Error::Other(e.to_string()))?;
         println!("listening on {addr}");
+        let stdin_closed = args.stop_with_stdin.then(crate::stdin_end::closed);
         axum::serve(listener, app())
+            .with_graceful_shutdown(async move {
+                match stdin_closed {
+                    Some(closed) => closed.await.unwrap_or(()),
+                    None => std::future::pending().await,
+                }
+            })
             .await
             .map_err(|e| Error::Other(format!("serving: {e}")))
     })

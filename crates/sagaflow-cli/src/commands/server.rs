@@ -21,7 +21,7 @@ pub fn run(args: ServerArgs) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
-        let shutdown = shutdown_signal()
+        let shutdown = shutdown_signal(args.stop_with_stdin)
             .map_err(|e| Error::Other(format!("cannot listen for shutdown signals: {e}")))?;
         tracing::info!(
             listen = %config.listen,
@@ -103,27 +103,48 @@ fn init_logging(format: LogFormat, directive: &str) -> Result<(), Error> {
     installed.map_err(|e| Error::Other(format!("cannot set up logging: {e}")))
 }
 
-/// A future that resolves on the first SIGTERM or SIGINT (Ctrl-C). The handlers are
-/// installed now, so a signal that arrives before the future is polled is not lost.
+/// A future that resolves on the first SIGTERM or SIGINT (Ctrl-C), or at stdin's end when
+/// asked. The handlers are installed now, so a signal that arrives before the future is polled
+/// is not lost.
 #[cfg(unix)]
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+fn shutdown_signal(
+    stop_with_stdin: bool,
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let stdin_closed = stop_with_stdin.then(crate::stdin_end::closed);
     Ok(async move {
+        let stdin_closed = async {
+            match stdin_closed {
+                Some(closed) => closed.await.unwrap_or(()),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
             _ = interrupt.recv() => tracing::info!("interrupt received; shutting down"),
+            () = stdin_closed => tracing::info!("stdin closed; shutting down"),
         }
     })
 }
 
-/// A future that resolves on Ctrl-C.
+/// A future that resolves on Ctrl-C, or at stdin's end when asked.
 #[cfg(not(unix))]
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("interrupt received; shutting down");
+fn shutdown_signal(
+    stop_with_stdin: bool,
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let stdin_closed = stop_with_stdin.then(crate::stdin_end::closed);
+    Ok(async move {
+        let stdin_closed = async {
+            match stdin_closed {
+                Some(closed) => closed.await.unwrap_or(()),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Ok(()) = tokio::signal::ctrl_c() => tracing::info!("interrupt received; shutting down"),
+            () = stdin_closed => tracing::info!("stdin closed; shutting down"),
         }
     })
 }
