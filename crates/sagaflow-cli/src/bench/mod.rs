@@ -3,6 +3,7 @@
 
 mod args;
 mod children;
+mod disk;
 mod load;
 mod parked;
 mod participant;

@@ -41,6 +41,11 @@ pub struct Report {
     pub direct_p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_p99_ms: Option<f64>,
+    /// One 4 KiB write and `fdatasync` on the embedded journal's disk, timed before the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsync_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsync_p99_ms: Option<f64>,
 }
 
 impl Report {
@@ -95,6 +100,12 @@ impl Report {
             self.direct_p50_ms
                 .zip(self.direct_p99_ms)
                 .map(|(p50, p99)| format!("p50 {p50:.2}  p99 {p99:.2}")),
+        );
+        optional(
+            "disk fsync ms",
+            self.fsync_p50_ms
+                .zip(self.fsync_p99_ms)
+                .map(|(p50, p99)| format!("p50 {p50:.3}  p99 {p99:.3}  (4 KiB, before the run)")),
         );
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         rows.iter()

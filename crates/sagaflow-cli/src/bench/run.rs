@@ -124,6 +124,7 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         coordinator,
         base,
         op,
+        fsync_ms,
     } = Coordinator::start(args, &http, &participant).await?;
     // Read the coordinator's counters when the measured window opens and closes.
     let probe = tokio::spawn(probe_window(
@@ -138,6 +139,8 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         .await
         .map_err(|e| Error::Other(format!("the probe failed: {e}")))?;
     let mut report = base_report(args, &mut samples, "coordinator");
+    report.fsync_p50_ms = fsync_ms.map(|(p50, _)| p50);
+    report.fsync_p99_ms = fsync_ms.map(|(_, p99)| p99);
     let sagas = samples.latencies_us.len().max(1) as f64;
     report.cpu_s_per_saga = after.cpu_s.zip(before.cpu_s).map(|(a, b)| (a - b) / sagas);
     report.rss_peak_mb = children::rss_peak_mb(coordinator.pid());
@@ -198,6 +201,8 @@ pub(super) struct Coordinator {
     pub base: String,
     /// One saga of the workload, as the load generator starts it.
     pub op: Arc<Op>,
+    /// `(p50, p99)` ms of an fsync on the embedded journal's disk, timed before it started.
+    pub fsync_ms: Option<(f64, f64)>,
 }
 
 impl Coordinator {
@@ -212,6 +217,14 @@ impl Coordinator {
             .data_dir
             .clone()
             .unwrap_or_else(|| temp.path().to_owned());
+        // Timed before the coordinator starts, so nothing else writes there meanwhile.
+        let fsync_ms = (args.store == "embedded")
+            .then(|| {
+                std::fs::create_dir_all(&data_dir)
+                    .and_then(|()| super::disk::fsync_ms(&data_dir))
+                    .ok()
+            })
+            .flatten();
         let (mut coordinator, addr) = children::coordinator(&data_dir, &args.store)?;
         let base = format!("http://{addr}");
         children::wait_ready(http, &format!("{base}/readyz"), &mut coordinator).await?;
@@ -240,6 +253,7 @@ impl Coordinator {
             coordinator,
             base,
             op,
+            fsync_ms,
         })
     }
 }
@@ -274,6 +288,8 @@ fn base_report(args: &BenchArgs, samples: &mut Samples, mode: &str) -> Report {
         ratio_to_direct: None,
         direct_p50_ms: None,
         direct_p99_ms: None,
+        fsync_p50_ms: None,
+        fsync_p99_ms: None,
     }
 }
 
