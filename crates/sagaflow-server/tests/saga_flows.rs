@@ -168,36 +168,17 @@ async fn refused_connections_are_retried_and_not_compensated() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}/x", closed.local_addr().unwrap());
     drop(closed);
-    let (c, p) = setup(move |p| {
-        let mut second = step(p, "charge", "/ok/unused");
-        second["action"]["url"] = json!(dead.clone());
-        vec![step(p, "reserve", "/ok/reserve"), second]
-    })
-    .await;
-    let id = c.start_saga("order", json!({})).await;
-    let saga = c.wait_status(&id, "compensated").await;
-    assert_eq!(saga["steps"][1]["attempts"], 3);
-    assert_eq!(saga["steps"][1]["compensation"]["status"], "skipped");
-    assert_eq!(
-        p.calls_of(&id),
-        calls(&[("reserve", "action"), ("reserve", "compensation")])
-    );
+    never_delivered(dead, json!(2000)).await;
 }
 
-#[tokio::test]
-async fn a_connection_not_made_in_time_is_retried_and_not_compensated() {
-    // A listener whose accept queue is full and never drained: the kernel drops the SYNs of
-    // every further connection, so each attempt times out before a request could leave.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let full = socket.listen(0).unwrap();
-    let addr = full.local_addr().unwrap();
-    let _queued = std::net::TcpStream::connect(addr).unwrap();
-    let unreachable = format!("http://{addr}/x");
+/// A saga whose second step's action goes to `url` (with `timeout_ms`), which no attempt ever
+/// reaches: each is a definite "not delivered", so the step fails after its three attempts, is
+/// not compensated itself, and only the first step is undone. Returns the saga.
+async fn never_delivered(url: String, timeout_ms: Value) -> Value {
     let (c, p) = setup(move |p| {
         let mut second = step(p, "charge", "/ok/unused");
-        second["action"]["url"] = json!(unreachable.clone());
-        second["action"]["timeout_ms"] = json!(150);
+        second["action"]["url"] = json!(url.clone());
+        second["action"]["timeout_ms"] = timeout_ms.clone();
         vec![step(p, "reserve", "/ok/reserve"), second]
     })
     .await;
@@ -212,6 +193,19 @@ async fn a_connection_not_made_in_time_is_retried_and_not_compensated() {
         p.calls_of(&id),
         calls(&[("reserve", "action"), ("reserve", "compensation")])
     );
+    saga
+}
+
+#[tokio::test]
+async fn a_connection_not_made_in_time_is_retried_and_not_compensated() {
+    // A listener whose accept queue is full and never drained: the kernel drops the SYNs of
+    // every further connection, so each attempt times out before a request could leave.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let addr = full.local_addr().unwrap();
+    let _queued = std::net::TcpStream::connect(addr).unwrap();
+    let saga = never_delivered(format!("http://{addr}/x"), json!(150)).await;
     let error = saga["steps"][1]["error"].as_str().unwrap();
     assert!(error.contains("before a connection"), "{error}");
     drop(full);

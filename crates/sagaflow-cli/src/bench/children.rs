@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
+/// How long a coordinator is given to drain and hand back its shards before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
 /// A child process that is killed when dropped.
 pub struct Process {
     child: Child,
@@ -25,12 +28,7 @@ impl Process {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
-}
 
-/// How long a coordinator is given to drain and hand back its shards before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(15);
-
-impl Process {
     /// Stops it gracefully: SIGTERM (sent with the `kill` command: no `unsafe`), then SIGKILL if
     /// it has not exited within `STOP_GRACE`. A coordinator on PostgreSQL hands its shards back
     /// as it drains, so a run right after this one finds them free instead of leased by a process

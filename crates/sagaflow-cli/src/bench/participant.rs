@@ -82,14 +82,8 @@ pub fn serve(args: BenchParticipantArgs) -> Result<(), Error> {
             .local_addr()
             .map_err(|e| Error::Other(e.to_string()))?;
         println!("listening on {addr}");
-        let stdin_closed = args.stop_with_stdin.then(crate::stdin_end::closed);
         axum::serve(listener, app())
-            .with_graceful_shutdown(async move {
-                match stdin_closed {
-                    Some(closed) => closed.await.unwrap_or(()),
-                    None => std::future::pending().await,
-                }
-            })
+            .with_graceful_shutdown(crate::stdin_end::closed_if(args.stop_with_stdin))
             .await
             .map_err(|e| Error::Other(format!("serving: {e}")))
     })

@@ -113,14 +113,8 @@ fn shutdown_signal(
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let stdin_closed = stop_with_stdin.then(crate::stdin_end::closed);
+    let stdin_closed = crate::stdin_end::closed_if(stop_with_stdin);
     Ok(async move {
-        let stdin_closed = async {
-            match stdin_closed {
-                Some(closed) => closed.await.unwrap_or(()),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
             _ = interrupt.recv() => tracing::info!("interrupt received; shutting down"),
@@ -134,16 +128,15 @@ fn shutdown_signal(
 fn shutdown_signal(
     stop_with_stdin: bool,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    let stdin_closed = stop_with_stdin.then(crate::stdin_end::closed);
+    let stdin_closed = crate::stdin_end::closed_if(stop_with_stdin);
     Ok(async move {
-        let stdin_closed = async {
-            match stdin_closed {
-                Some(closed) => closed.await.unwrap_or(()),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            Ok(()) = tokio::signal::ctrl_c() => tracing::info!("interrupt received; shutting down"),
+            // As before: a Ctrl-C handler that cannot be installed ends the wait too.
+            result = tokio::signal::ctrl_c() => {
+                if result.is_ok() {
+                    tracing::info!("interrupt received; shutting down");
+                }
+            }
             () = stdin_closed => tracing::info!("stdin closed; shutting down"),
         }
     })

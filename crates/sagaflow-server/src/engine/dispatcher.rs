@@ -230,7 +230,7 @@ impl Dispatcher {
                     Ok(None) => break,
                     Ok(Some(Err(error))) => {
                         return Err(Failure::transport(
-                            transport_kind(&error),
+                            transport_kind(&error, true),
                             format!("{BODY_ERROR}: {}", error_chain(&error)),
                         ));
                     }
@@ -315,11 +315,7 @@ impl Dispatcher {
                 format!("error sending request for url ({uri}): operation timed out"),
             )),
             Ok(Err(error)) => Err(Failure::transport(
-                if sent {
-                    transport_kind(&error)
-                } else {
-                    FailureKind::Refused
-                },
+                transport_kind(&error, sent),
                 format!(
                     "error sending request for url ({uri}): {}",
                     error_chain(&error)
@@ -573,11 +569,14 @@ fn parse_retry_after_ms(value: &str) -> Option<u64> {
         .map(|s| s.saturating_mul(1000))
 }
 
-/// What a transport error of a request that a connection took means for the protocol (one never
-/// taken is a definite no, see `OutgoingBody`), read from its whole chain: a timeout anywhere in
-/// it (TCP's own) is a timeout; else a connection that was never made cannot have delivered the
-/// request; anything else may have.
-fn transport_kind(error: &(dyn StdError + 'static)) -> FailureKind {
+/// What a transport error means for the protocol. A request no connection took (`sent` false,
+/// see `OutgoingBody`) is a definite no, whatever the error. Else the error's whole chain is
+/// read: a timeout anywhere in it (TCP's own) is a timeout; a connection that was never made
+/// cannot have delivered the request; anything else may have.
+fn transport_kind(error: &(dyn StdError + 'static), sent: bool) -> FailureKind {
+    if !sent {
+        return FailureKind::Refused;
+    }
     let mut never_connected = false;
     let mut source = Some(error);
     while let Some(error) = source {
@@ -776,8 +775,11 @@ mod tests {
     #[test]
     fn transport_errors_are_told_apart_by_their_chain() {
         let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout");
-        assert_eq!(transport_kind(&timed_out), FailureKind::Timeout);
+        assert_eq!(transport_kind(&timed_out, true), FailureKind::Timeout);
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert_eq!(transport_kind(&reset), FailureKind::ConnectionLost);
+        assert_eq!(transport_kind(&reset, true), FailureKind::ConnectionLost);
+        // A request no connection took was not delivered, however the attempt failed.
+        assert_eq!(transport_kind(&timed_out, false), FailureKind::Refused);
+        assert_eq!(transport_kind(&reset, false), FailureKind::Refused);
     }
 }
