@@ -97,3 +97,53 @@ async fn a_write_that_cannot_begin_is_not_reported_closed() {
     let outcome = store.start_saga(saga("saga-1")).await.expect("start");
     assert_eq!(outcome, StartOutcome::Created);
 }
+
+/// SQLite only: writes that come in a burst share commits, even though a write that comes
+/// alone is committed by its caller. Here one task drives them all (as the benchmark's journal
+/// fill does, through `buffer_unordered`): had each write that found none in flight been
+/// committed on the spot, each would have found the one before it answered already, and every
+/// write would have been a commit of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_shares_commits() {
+    use futures::StreamExt;
+    const SAGAS: usize = 2_000;
+    const IN_FLIGHT: usize = 512;
+    let (_dir, store) = fresh();
+    let start = |n: usize| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .start_saga(NewSaga {
+                    record: SagaRecord {
+                        id: format!("saga-{n}"),
+                        definition: "place-order".to_owned(),
+                        version: 1,
+                        status: SagaStatus::Running,
+                        created_at_ms: 1,
+                        updated_at_ms: 1,
+                        idempotency_key: None,
+                        request_hash: None,
+                        shard: 0,
+                    },
+                    events: Vec::new(),
+                    fence: None,
+                    handoff: false,
+                })
+                .await
+                .expect("start")
+        }
+    };
+    let started: Vec<StartOutcome> = futures::stream::iter(0..SAGAS)
+        .map(start)
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    assert!(started.iter().all(|s| *s == StartOutcome::Created));
+    let stats = store.stats();
+    assert_eq!(stats.requests, SAGAS as u64);
+    assert!(
+        stats.commits * 10 <= SAGAS as u64,
+        "{} commits for {SAGAS} writes",
+        stats.commits
+    );
+}

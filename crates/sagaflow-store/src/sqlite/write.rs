@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -50,24 +51,75 @@ enum Request {
 
 /// The embedded journal: a SQLite file in WAL mode, written by one thread at a time.
 ///
-/// Writes are group-committed by the writer thread. When a write finds no other in flight, its
-/// caller commits it itself instead: handing it to the writer thread and the answer back
-/// costs two thread wake-ups, which on a virtual machine's idle cores take tens of
-/// microseconds each (a lone saga waits for four writes). That blocks the caller's thread for
-/// one commit, which is all there is to do then; under load, writes queue for the writer.
+/// Writes are group-committed by the writer thread. When a write finds no other in flight and
+/// comes a while after the last commit (`QUIET_GAP`), its caller commits it itself instead:
+/// handing it to the writer thread and the answer back costs two thread wake-ups, which on a
+/// virtual machine's idle cores take tens of microseconds each (a lone saga waits for four
+/// writes). That blocks the caller's thread for one commit, which is all there is to do then;
+/// under load, writes queue for the writer.
 pub struct SqliteStore {
     /// The writer's connection: the writer thread's, or a lone write's caller's.
     conn: Arc<std::sync::Mutex<Connection>>,
     /// Writes submitted and not yet answered.
     in_flight: Arc<AtomicUsize>,
-    /// Whether the writer thread's last batch held a single write: writes come one at a time,
-    /// so a caller may commit its own. Under load its batches are larger, and callers leave
-    /// the commits to it (a caller blocked in a commit holds up the other tasks of its thread).
-    lone: Arc<AtomicBool>,
+    /// When the last commit ended: a write that comes a while after it, with none in flight,
+    /// may be committed by its caller.
+    last_commit: Arc<LastCommit>,
     stats: Arc<StatsCells>,
     requests: sender_slot::SenderSlot,
     readers: Arc<ReadPool>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A write that comes this long after the last commit ended, with no other in flight, is
+/// committed by its caller. Writes that come one at a time (a lone saga's, one HTTP round trip
+/// apart) are that far apart; writes under load, or in a burst (recovery resuming thousands of
+/// sagas, a task writing in a loop), follow each other within microseconds, and go to the
+/// writer thread's group commit: committing them one by one on their callers' threads would
+/// serialise them, each caller's thread blocked while the others' writes wait.
+const QUIET_GAP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// When the last commit ended, in microseconds since the store opened, and whether the writer
+/// thread's last batch held one write only (under load its batches hold many, and its callers
+/// leave the commits to it even when a gap opens: a caller blocked in a commit holds up the
+/// answers its thread would otherwise be handling).
+struct LastCommit {
+    opened: Instant,
+    ended_us: AtomicU64,
+    lone: AtomicBool,
+}
+
+impl LastCommit {
+    fn new() -> LastCommit {
+        LastCommit {
+            opened: Instant::now(),
+            ended_us: AtomicU64::new(0),
+            lone: AtomicBool::new(true),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.opened.elapsed().as_micros() as u64
+    }
+
+    fn mark(&self) {
+        self.ended_us.store(self.now_us(), Ordering::Relaxed);
+    }
+
+    /// The writer thread committed a batch of `count` writes.
+    fn batch(&self, count: usize) {
+        self.lone.store(count == 1, Ordering::Relaxed);
+        self.mark();
+    }
+
+    /// Whether a write that comes now, with none in flight, may be committed by its caller.
+    fn quiet(&self) -> bool {
+        if !self.lone.load(Ordering::Relaxed) {
+            return false;
+        }
+        let ended = self.ended_us.load(Ordering::Relaxed);
+        self.now_us().saturating_sub(ended) >= QUIET_GAP.as_micros() as u64
+    }
 }
 
 /// A sender that `close` can take away, so the writer sees the channel end and stops.
@@ -113,7 +165,7 @@ impl SqliteStore {
         let stats = Arc::new(StatsCells::default());
         let conn = Arc::new(std::sync::Mutex::new(conn));
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let lone = Arc::new(AtomicBool::new(true));
+        let last_commit = Arc::new(LastCommit::new());
         let batch_max = config.batch_max.max(1);
         let writer = std::thread::Builder::new()
             .name("sagaflow-journal".into())
@@ -121,13 +173,13 @@ impl SqliteStore {
                 let stats = Arc::clone(&stats);
                 let conn = Arc::clone(&conn);
                 let in_flight = Arc::clone(&in_flight);
-                let lone = Arc::clone(&lone);
-                move || writer_loop(&conn, rx, batch_max, &stats, &in_flight, &lone)
+                let last_commit = Arc::clone(&last_commit);
+                move || writer_loop(&conn, rx, batch_max, &stats, &in_flight, &last_commit)
             })?;
         Ok(SqliteStore {
             conn,
             in_flight,
-            lone,
+            last_commit,
             stats,
             requests: sender_slot::SenderSlot::new(tx),
             readers: Arc::new(ReadPool::new(path, config.readers_max.max(1))),
@@ -139,14 +191,14 @@ impl SqliteStore {
     /// connection is free); otherwise gives it back, counted, for the writer thread.
     fn commit_if_alone(&self, request: Request) -> Option<Request> {
         // Counted until answered; the writer thread uncounts what it answers.
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) != 0 || !self.lone.load(Ordering::Relaxed)
-        {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) != 0 || !self.last_commit.quiet() {
             return Some(request);
         }
         let Ok(mut conn) = self.conn.try_lock() else {
             return Some(request);
         };
         commit_batch(&mut conn, vec![request], &self.stats);
+        self.last_commit.mark();
         drop(conn);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         None
@@ -326,7 +378,7 @@ fn writer_loop(
     batch_max: usize,
     stats: &StatsCells,
     in_flight: &AtomicUsize,
-    lone: &AtomicBool,
+    last_commit: &LastCommit,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     while let Some(first) = requests.blocking_recv() {
@@ -338,11 +390,11 @@ fn writer_loop(
             }
         }
         let count = batch.len();
-        lone.store(count == 1, Ordering::Relaxed);
         // A lone write's caller may be committing: wait for it. A poisoned lock means that
         // caller panicked mid-commit; SQLite rolled back what it did not commit.
         let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         commit_batch(&mut guard, std::mem::take(&mut batch), stats);
+        last_commit.batch(count);
         drop(guard);
         in_flight.fetch_sub(count, Ordering::AcqRel);
     }
