@@ -15,6 +15,26 @@ fn open(dir: &Path) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(dir, SqliteConfig::default()).expect("open the journal"))
 }
 
+/// A running saga without events or key.
+fn running_saga(id: &str) -> NewSaga {
+    NewSaga {
+        record: SagaRecord {
+            id: id.to_owned(),
+            definition: "place-order".to_owned(),
+            version: 1,
+            status: SagaStatus::Running,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            idempotency_key: None,
+            request_hash: None,
+            shard: 0,
+        },
+        events: Vec::new(),
+        fence: None,
+        handoff: false,
+    }
+}
+
 /// A fresh store in its own directory; keep the directory alive as long as the store.
 fn fresh() -> (TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -70,23 +90,7 @@ async fn a_write_that_cannot_begin_is_not_reported_closed() {
     intruder
         .execute_batch("BEGIN IMMEDIATE")
         .expect("take the write lock");
-    let saga = |id: &str| NewSaga {
-        record: SagaRecord {
-            id: id.to_owned(),
-            definition: "place-order".to_owned(),
-            version: 1,
-            status: SagaStatus::Running,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            idempotency_key: None,
-            request_hash: None,
-            shard: 0,
-        },
-        events: Vec::new(),
-        fence: None,
-        handoff: false,
-    };
-    let blocked = store.start_saga(saga("saga-1")).await;
+    let blocked = store.start_saga(running_saga("saga-1")).await;
     assert!(
         matches!(&blocked, Err(e) if !matches!(e, Error::Closed)),
         "{blocked:?}"
@@ -94,7 +98,10 @@ async fn a_write_that_cannot_begin_is_not_reported_closed() {
     intruder
         .execute_batch("ROLLBACK")
         .expect("release the lock");
-    let outcome = store.start_saga(saga("saga-1")).await.expect("start");
+    let outcome = store
+        .start_saga(running_saga("saga-1"))
+        .await
+        .expect("start");
     assert_eq!(outcome, StartOutcome::Created);
 }
 
@@ -113,22 +120,7 @@ async fn a_burst_of_writes_shares_commits() {
         let store = Arc::clone(&store);
         async move {
             store
-                .start_saga(NewSaga {
-                    record: SagaRecord {
-                        id: format!("saga-{n}"),
-                        definition: "place-order".to_owned(),
-                        version: 1,
-                        status: SagaStatus::Running,
-                        created_at_ms: 1,
-                        updated_at_ms: 1,
-                        idempotency_key: None,
-                        request_hash: None,
-                        shard: 0,
-                    },
-                    events: Vec::new(),
-                    fence: None,
-                    handoff: false,
-                })
+                .start_saga(running_saga(&format!("saga-{n}")))
                 .await
                 .expect("start")
         }
