@@ -66,8 +66,9 @@ def fmt(value, digits=0):
 def table(results):
     lines = [
         "| scenario | sagas/s | steps/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors "
-        "| direct sagas/s | ratio | CPU ms/saga | RSS MB | journal B/saga | events/write | fsync p50 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| direct sagas/s | ratio | CPU ms/saga | RSS MB | journal B/saga | events/write | fsync p50 ms "
+        "| machine idle % | steal % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, r in results:
         cpu = r.get("cpu_s_per_saga")
@@ -77,7 +78,8 @@ def table(results):
             f"| {r['errors']} | {fmt(r.get('direct_sagas_per_s'))} | {fmt(r.get('ratio_to_direct'), 2)} "
             f"| {fmt(cpu * 1000 if cpu is not None else None, 3)} | {fmt(r.get('rss_peak_mb'), 1)} "
             f"| {fmt(r.get('journal_bytes_per_saga'))} | {fmt(r.get('events_per_durable_write'), 1)} "
-            f"| {fmt(r.get('fsync_p50_ms'), 3)} |"
+            f"| {fmt(r.get('fsync_p50_ms'), 3)} | {fmt(r.get('machine_idle_pct'), 1)} "
+            f"| {fmt(r.get('machine_steal_pct'), 1)} |"
         )
     return "\n".join(lines)
 

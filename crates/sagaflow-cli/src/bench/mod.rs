@@ -4,6 +4,7 @@
 mod args;
 mod children;
 mod disk;
+mod host;
 mod load;
 mod parked;
 mod participant;

@@ -46,6 +46,12 @@ pub struct Report {
     pub fsync_p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fsync_p99_ms: Option<f64>,
+    /// The whole machine over the measured window: idle (or waiting for the disk), and taken
+    /// by the hypervisor for other guests (`steal`), in % of all its CPUs' time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_idle_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_steal_pct: Option<f64>,
 }
 
 impl Report {
@@ -106,6 +112,12 @@ impl Report {
             self.fsync_p50_ms
                 .zip(self.fsync_p99_ms)
                 .map(|(p50, p99)| format!("p50 {p50:.3}  p99 {p99:.3}  (4 KiB, before the run)")),
+        );
+        optional(
+            "machine cpu",
+            self.machine_idle_pct
+                .zip(self.machine_steal_pct)
+                .map(|(idle, steal)| format!("idle {idle:.1} %  steal {steal:.1} %")),
         );
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         rows.iter()

@@ -143,6 +143,14 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
     report.fsync_p99_ms = fsync_ms.map(|(_, p99)| p99);
     let sagas = samples.latencies_us.len().max(1) as f64;
     report.cpu_s_per_saga = after.cpu_s.zip(before.cpu_s).map(|(a, b)| (a - b) / sagas);
+    if let Some((idle, steal)) = before
+        .machine
+        .zip(after.machine)
+        .and_then(|(b, a)| super::host::shares(b, a))
+    {
+        report.machine_idle_pct = Some(idle);
+        report.machine_steal_pct = Some(steal);
+    }
     report.rss_peak_mb = children::rss_peak_mb(coordinator.pid());
     let started = after.sagas_started.max(1.0);
     report.journal_bytes_per_saga = Some(children::dir_bytes(&data_dir) as f64 / started);
@@ -290,12 +298,15 @@ fn base_report(args: &BenchArgs, samples: &mut Samples, mode: &str) -> Report {
         direct_p99_ms: None,
         fsync_p50_ms: None,
         fsync_p99_ms: None,
+        machine_idle_pct: None,
+        machine_steal_pct: None,
     }
 }
 
 #[derive(Default)]
 struct Counters {
     cpu_s: Option<f64>,
+    machine: Option<super::host::CpuTimes>,
     sagas_started: f64,
     journal_commits: f64,
     journal_events: f64,
@@ -317,12 +328,14 @@ async fn probe_window(
 
 async fn counters(http: &reqwest::Client, base: &str, pid: u32) -> Counters {
     let cpu_s = children::cpu_seconds(pid);
+    let machine = super::host::cpu_times();
     let text = match http.get(format!("{base}/metrics")).send().await {
         Ok(response) => response.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     };
     Counters {
         cpu_s,
+        machine,
         sagas_started: metric(&text, "sagaflow_sagas_started_total"),
         journal_commits: metric(&text, "sagaflow_journal_commits_total"),
         journal_events: metric(&text, "sagaflow_journal_events_total"),
