@@ -187,11 +187,17 @@ impl SqliteStore {
         })
     }
 
-    /// Commits `request` on the caller's thread when no other write is in flight (and the
-    /// connection is free); otherwise gives it back, counted, for the writer thread.
+    /// Commits `request` on the caller's thread when it is a saga's write, no other write is in
+    /// flight, writes come one at a time, and the connection is free; otherwise gives it back,
+    /// counted, for the writer thread. Definitions and purges always go to the writer thread: a
+    /// purge deletes up to its limit of sagas, too long to hold a caller's thread for.
     fn commit_if_alone(&self, request: Request) -> Option<Request> {
+        let saga_write = matches!(request, Request::Start { .. } | Request::Append { .. });
         // Counted until answered; the writer thread uncounts what it answers.
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) != 0 || !self.last_commit.quiet() {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) != 0
+            || !saga_write
+            || !self.last_commit.quiet()
+        {
             return Some(request);
         }
         let Ok(mut conn) = self.conn.try_lock() else {
