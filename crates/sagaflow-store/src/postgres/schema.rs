@@ -153,7 +153,8 @@ pub(crate) async fn migrate(client: &mut Client, now_ms: u64) -> Result<(), Erro
 
 /// Creates the version table and its lock row. `CREATE TABLE IF NOT EXISTS` is not atomic in
 /// PostgreSQL: two processes can both see the table missing, and one then fails on the catalog's
-/// unique index; trying again finds the table.
+/// unique index (as a unique violation, a duplicate table, or a duplicate of the table's row
+/// type, `42710`, depending on which catalog row it reaches first); trying again finds the table.
 async fn bootstrap(client: &Client, now_ms: u64) -> Result<(), Error> {
     let mut delay = Duration::from_millis(20);
     for attempt in 1..=BOOTSTRAP_TRIES_MAX {
@@ -172,7 +173,9 @@ async fn bootstrap(client: &Client, now_ms: u64) -> Result<(), Error> {
                 if attempt < BOOTSTRAP_TRIES_MAX
                     && matches!(
                         e.code(),
-                        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE
+                        Some(c) if *c == SqlState::UNIQUE_VIOLATION
+                            || *c == SqlState::DUPLICATE_TABLE
+                            || *c == SqlState::DUPLICATE_OBJECT
                     ) =>
             {
                 tokio::time::sleep(delay).await;
