@@ -120,8 +120,8 @@ fn record(id: &str, definition: &str, status: SagaStatus, at_ms: u64) -> SagaRec
     }
 }
 
-/// A running saga of `definition` with its `SagaStarted` event.
-fn new_saga(id: &str, definition: &str, at_ms: u64) -> NewSaga {
+/// A running saga of `definition` with its `SagaStarted` event (also for a backend's own tests).
+pub fn new_saga(id: &str, definition: &str, at_ms: u64) -> NewSaga {
     NewSaga {
         record: record(id, definition, SagaStatus::Running, at_ms),
         events: vec![started(definition, 1, at_ms)],

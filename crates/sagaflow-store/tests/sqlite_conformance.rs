@@ -5,34 +5,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sagaflow_core::SagaStatus;
 use sagaflow_store::conformance;
 use sagaflow_store::sqlite::{SqliteConfig, SqliteStore};
-use sagaflow_store::{Error, NewSaga, SagaRecord, StartOutcome, Store};
+use sagaflow_store::{Error, StartOutcome, Store};
 use tempfile::TempDir;
 
 fn open(dir: &Path) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(dir, SqliteConfig::default()).expect("open the journal"))
-}
-
-/// A running saga without events or key.
-fn running_saga(id: &str) -> NewSaga {
-    NewSaga {
-        record: SagaRecord {
-            id: id.to_owned(),
-            definition: "place-order".to_owned(),
-            version: 1,
-            status: SagaStatus::Running,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            idempotency_key: None,
-            request_hash: None,
-            shard: 0,
-        },
-        events: Vec::new(),
-        fence: None,
-        handoff: false,
-    }
 }
 
 /// A fresh store in its own directory; keep the directory alive as long as the store.
@@ -90,7 +69,9 @@ async fn a_write_that_cannot_begin_is_not_reported_closed() {
     intruder
         .execute_batch("BEGIN IMMEDIATE")
         .expect("take the write lock");
-    let blocked = store.start_saga(running_saga("saga-1")).await;
+    let blocked = store
+        .start_saga(conformance::new_saga("saga-1", "place-order", 1))
+        .await;
     assert!(
         matches!(&blocked, Err(e) if !matches!(e, Error::Closed)),
         "{blocked:?}"
@@ -99,7 +80,7 @@ async fn a_write_that_cannot_begin_is_not_reported_closed() {
         .execute_batch("ROLLBACK")
         .expect("release the lock");
     let outcome = store
-        .start_saga(running_saga("saga-1"))
+        .start_saga(conformance::new_saga("saga-1", "place-order", 1))
         .await
         .expect("start");
     assert_eq!(outcome, StartOutcome::Created);
@@ -120,7 +101,11 @@ async fn a_burst_of_writes_shares_commits() {
         let store = Arc::clone(&store);
         async move {
             store
-                .start_saga(running_saga(&format!("saga-{n}")))
+                .start_saga(conformance::new_saga(
+                    &format!("saga-{n}"),
+                    "place-order",
+                    1,
+                ))
                 .await
                 .expect("start")
         }

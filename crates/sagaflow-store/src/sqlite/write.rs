@@ -19,7 +19,7 @@ use crate::{
 /// The file name of the journal inside the data directory.
 pub const JOURNAL_FILE: &str = "journal.sqlite3";
 
-/// The counters behind `Store::stats`, written by the writer thread.
+/// The counters behind `Store::stats`, written by whoever commits.
 #[derive(Default)]
 struct StatsCells {
     commits: AtomicU64,
@@ -58,14 +58,8 @@ enum Request {
 /// writes). That blocks the caller's thread for one commit, which is all there is to do then;
 /// under load, writes queue for the writer.
 pub struct SqliteStore {
-    /// The writer's connection: the writer thread's, or a lone write's caller's.
-    conn: Arc<std::sync::Mutex<Connection>>,
-    /// Writes submitted and not yet answered.
-    in_flight: Arc<AtomicUsize>,
-    /// When the last commit ended: a write that comes a while after it, with none in flight,
-    /// may be committed by its caller.
-    last_commit: Arc<LastCommit>,
-    stats: Arc<StatsCells>,
+    /// The writer's connection and what decides who commits: shared with the writer thread.
+    committer: Arc<Committer>,
     requests: sender_slot::SenderSlot,
     readers: Arc<ReadPool>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -79,19 +73,28 @@ pub struct SqliteStore {
 /// serialise them, each caller's thread blocked while the others' writes wait.
 const QUIET_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// When the last commit ended, in microseconds since the store opened, and whether the writer
-/// thread's last batch held one write only (under load its batches hold many, and its callers
-/// leave the commits to it even when a gap opens: a caller blocked in a commit holds up the
-/// answers its thread would otherwise be handling).
-struct LastCommit {
+/// The writer's connection, and the state that decides whether a write is committed by its
+/// caller or by the writer thread. All commits, from either, go through it.
+struct Committer {
+    conn: std::sync::Mutex<Connection>,
+    stats: StatsCells,
+    /// Writes submitted and not yet answered.
+    in_flight: AtomicUsize,
     opened: Instant,
+    /// When the last commit ended, in microseconds since `opened`.
     ended_us: AtomicU64,
+    /// Whether the writer thread's last batch held one write only: under load its batches hold
+    /// many, and callers leave the commits to it even when a gap opens (a caller blocked in a
+    /// commit holds up the answers its thread would otherwise be handling).
     lone: AtomicBool,
 }
 
-impl LastCommit {
-    fn new() -> LastCommit {
-        LastCommit {
+impl Committer {
+    fn new(conn: Connection) -> Committer {
+        Committer {
+            conn: std::sync::Mutex::new(conn),
+            stats: StatsCells::default(),
+            in_flight: AtomicUsize::new(0),
             opened: Instant::now(),
             ended_us: AtomicU64::new(0),
             lone: AtomicBool::new(true),
@@ -102,16 +105,6 @@ impl LastCommit {
         self.opened.elapsed().as_micros() as u64
     }
 
-    fn mark(&self) {
-        self.ended_us.store(self.now_us(), Ordering::Relaxed);
-    }
-
-    /// The writer thread committed a batch of `count` writes.
-    fn batch(&self, count: usize) {
-        self.lone.store(count == 1, Ordering::Relaxed);
-        self.mark();
-    }
-
     /// Whether a write that comes now, with none in flight, may be committed by its caller.
     fn quiet(&self) -> bool {
         if !self.lone.load(Ordering::Relaxed) {
@@ -119,6 +112,45 @@ impl LastCommit {
         }
         let ended = self.ended_us.load(Ordering::Relaxed);
         self.now_us().saturating_sub(ended) >= QUIET_GAP.as_micros() as u64
+    }
+
+    /// Counts `request` in flight, and commits it on the caller's thread when it is a saga's
+    /// write, no other write is in flight, writes come one at a time, and the connection is
+    /// free; otherwise gives it back for the writer thread, which uncounts it once answered.
+    /// Definitions and purges always go to the writer thread: a purge deletes up to its limit
+    /// of sagas, too long to hold a caller's thread for.
+    fn commit_if_alone(&self, request: Request) -> Option<Request> {
+        let saga_write = matches!(request, Request::Start { .. } | Request::Append { .. });
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) != 0 || !saga_write || !self.quiet() {
+            return Some(request);
+        }
+        let Ok(mut conn) = self.conn.try_lock() else {
+            return Some(request);
+        };
+        self.commit(&mut conn, vec![request]);
+        None
+    }
+
+    /// Commits a batch the writer thread took from its queue (waiting, if a caller is
+    /// committing a lone write, for it to end).
+    fn commit_queued(&self, batch: Vec<Request>) {
+        self.lone.store(batch.len() == 1, Ordering::Relaxed);
+        // A poisoned lock means a caller panicked mid-commit; SQLite rolled back what it did
+        // not commit.
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.commit(&mut conn, batch);
+    }
+
+    /// One transaction and one fsync for `batch`; answers every request of it and uncounts
+    /// them.
+    fn commit(&self, conn: &mut Connection, batch: Vec<Request>) {
+        let count = batch.len();
+        commit_batch(conn, batch, &self.stats);
+        self.ended_us.store(self.now_us(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(count, Ordering::AcqRel);
     }
 }
 
@@ -162,52 +194,20 @@ impl SqliteStore {
         let mut conn = schema::open(&path)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel(config.queue_max.max(1));
-        let stats = Arc::new(StatsCells::default());
-        let conn = Arc::new(std::sync::Mutex::new(conn));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let last_commit = Arc::new(LastCommit::new());
+        let committer = Arc::new(Committer::new(conn));
         let batch_max = config.batch_max.max(1);
         let writer = std::thread::Builder::new()
             .name("sagaflow-journal".into())
             .spawn({
-                let stats = Arc::clone(&stats);
-                let conn = Arc::clone(&conn);
-                let in_flight = Arc::clone(&in_flight);
-                let last_commit = Arc::clone(&last_commit);
-                move || writer_loop(&conn, rx, batch_max, &stats, &in_flight, &last_commit)
+                let committer = Arc::clone(&committer);
+                move || writer_loop(&committer, rx, batch_max)
             })?;
         Ok(SqliteStore {
-            conn,
-            in_flight,
-            last_commit,
-            stats,
+            committer,
             requests: sender_slot::SenderSlot::new(tx),
             readers: Arc::new(ReadPool::new(path, config.readers_max.max(1))),
             writer: std::sync::Mutex::new(Some(writer)),
         })
-    }
-
-    /// Commits `request` on the caller's thread when it is a saga's write, no other write is in
-    /// flight, writes come one at a time, and the connection is free; otherwise gives it back,
-    /// counted, for the writer thread. Definitions and purges always go to the writer thread: a
-    /// purge deletes up to its limit of sagas, too long to hold a caller's thread for.
-    fn commit_if_alone(&self, request: Request) -> Option<Request> {
-        let saga_write = matches!(request, Request::Start { .. } | Request::Append { .. });
-        // Counted until answered; the writer thread uncounts what it answers.
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) != 0
-            || !saga_write
-            || !self.last_commit.quiet()
-        {
-            return Some(request);
-        }
-        let Ok(mut conn) = self.conn.try_lock() else {
-            return Some(request);
-        };
-        commit_batch(&mut conn, vec![request], &self.stats);
-        self.last_commit.mark();
-        drop(conn);
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        None
     }
 
     async fn submit<T>(
@@ -216,11 +216,11 @@ impl SqliteStore {
     ) -> Result<T, Error> {
         let sender = self.requests.get().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
-        let Some(request) = self.commit_if_alone(make(reply)) else {
+        let Some(request) = self.committer.commit_if_alone(make(reply)) else {
             return answer.await.map_err(|_| Error::Closed)?;
         };
         if sender.send(request).await.is_err() {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.committer.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Closed);
         }
         answer.await.map_err(|_| Error::Closed)?
@@ -322,9 +322,9 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> StoreStats {
         StoreStats {
-            commits: self.stats.commits.load(Ordering::Relaxed),
-            requests: self.stats.requests.load(Ordering::Relaxed),
-            events: self.stats.events.load(Ordering::Relaxed),
+            commits: self.committer.stats.commits.load(Ordering::Relaxed),
+            requests: self.committer.stats.requests.load(Ordering::Relaxed),
+            events: self.committer.stats.events.load(Ordering::Relaxed),
         }
     }
 
@@ -378,14 +378,7 @@ impl Reply {
     }
 }
 
-fn writer_loop(
-    conn: &std::sync::Mutex<Connection>,
-    mut requests: mpsc::Receiver<Request>,
-    batch_max: usize,
-    stats: &StatsCells,
-    in_flight: &AtomicUsize,
-    last_commit: &LastCommit,
-) {
+fn writer_loop(committer: &Committer, mut requests: mpsc::Receiver<Request>, batch_max: usize) {
     let mut batch = Vec::with_capacity(batch_max);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
@@ -395,14 +388,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let count = batch.len();
-        // A lone write's caller may be committing: wait for it. A poisoned lock means that
-        // caller panicked mid-commit; SQLite rolled back what it did not commit.
-        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        commit_batch(&mut guard, std::mem::take(&mut batch), stats);
-        last_commit.batch(count);
-        drop(guard);
-        in_flight.fetch_sub(count, Ordering::AcqRel);
+        committer.commit_queued(std::mem::take(&mut batch));
     }
 }
 
