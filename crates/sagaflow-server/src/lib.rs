@@ -12,6 +12,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod engine;
+mod loops;
 pub mod metrics;
 
 use std::future::Future;
@@ -57,9 +58,11 @@ pub enum Error {
 
 /// Runs the coordinator on the journal `config.store` names until `shutdown` resolves, then
 /// stops taking requests, lets in-flight calls answer (up to `shutdown_grace`), and flushes the
-/// journal.
+/// journal. `loops` are the other event loops connections are handed out to (see
+/// [`serve_loops`]); with none, this loop serves every connection.
 pub async fn run(
     config: Config,
+    loops: Vec<tokio::runtime::Handle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let store = open_store(&config).await?;
@@ -69,7 +72,7 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
-    serve(config, store, listener, shutdown).await
+    serve_loops(config, store, listener, loops, shutdown).await
 }
 
 /// Opens the journal `config.store` names: the embedded SQLite file in `data_dir` when it is
@@ -127,6 +130,19 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve_loops(config, store, listener, Vec::new(), shutdown).await
+}
+
+/// As [`serve`], with connections handed out in turn to this event loop and to `loops`
+/// (current-thread runtimes driven by threads of their own, which must keep running until this
+/// returns: the sagas a loop started run on it while the coordinator drains). See `loops.rs`.
+pub async fn serve_loops(
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: tokio::net::TcpListener,
+    loops: Vec<tokio::runtime::Handle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let metrics = Arc::new(metrics::Metrics::new());
     let engine = Engine::with_cluster(
         store,
@@ -145,9 +161,13 @@ pub async fn serve(
     };
     // Serve while recovering: /healthz answers at once and /readyz says when recovery is done.
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        if loops.is_empty() {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        } else {
+            loops::serve(listener, router, loops, shutdown).await
+        }
     });
     let recovered = engine.recover().await;
     if let Err(e) = recovered {

@@ -15,12 +15,47 @@ use crate::error::Error;
 pub fn run(args: ServerArgs) -> Result<(), Error> {
     init_logging(args.log_format, &args.log_level)?;
     let config = config(&args);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let cannot = |e: std::io::Error| Error::Other(format!("cannot start the async runtime: {e}"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("sagaflow")
         .build()
-        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+        .map_err(cannot)?;
+    // One event loop per core: this thread's and one thread each for the others, kept running
+    // until the coordinator has drained (`sagaflow_server::serve_loops`).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    let mut loops = Vec::new();
+    for index in 1..cores {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let mut stopped = stopped.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sagaflow-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let runtime = match runtime {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                runtime.block_on(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                });
+            })
+            .map_err(cannot)?;
+        threads.push(thread);
+        match handle_rx.recv() {
+            Ok(Ok(handle)) => loops.push(handle),
+            Ok(Err(e)) => return Err(cannot(e)),
+            Err(_) => return Err(Error::Other("an event loop's thread ended at once".into())),
+        }
+    }
+    let served = runtime.block_on(async {
         let shutdown = shutdown_signal(args.stop_with_stdin)
             .map_err(|e| Error::Other(format!("cannot listen for shutdown signals: {e}")))?;
         tracing::info!(
@@ -28,10 +63,15 @@ pub fn run(args: ServerArgs) -> Result<(), Error> {
             data_dir = %config.data_dir.display(),
             "starting the coordinator"
         );
-        sagaflow_server::run(config, shutdown).await?;
+        sagaflow_server::run(config, loops, shutdown).await?;
         tracing::info!("coordinator stopped");
         Ok(())
-    })
+    });
+    let _ = stop.send(true);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    served
 }
 
 /// The server's configuration from the flags; limits left out keep their defaults.

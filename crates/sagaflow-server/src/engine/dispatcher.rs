@@ -58,6 +58,21 @@ const BODY_ERROR: &str = "error decoding response body: request or response body
 
 type HttpClient = Client<HttpConnector, OutgoingBody>;
 
+/// Dispatchers' per-thread clients kept by one thread; past it, the oldest goes (a process
+/// normally has one dispatcher; tests make many on the same threads).
+const LOOP_CLIENTS_MAX: usize = 8;
+
+thread_local! {
+    /// Each dispatcher's client on this thread, by dispatcher id: a client's connections are
+    /// driven by tasks on the event loop that opened them, so each loop (see the server's
+    /// `loops.rs`) calls through a pool of its own, and a call never wakes another thread.
+    static LOOP_CLIENTS: std::cell::RefCell<Vec<(u64, HttpClient)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Tells dispatchers apart in `LOOP_CLIENTS`.
+static DISPATCHER_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// An attempt's body, which tells whether a connection ever took the request: hyper polls a
 /// request's body only once a connection is writing it, so an attempt whose body was never
 /// polled was never sent (still waiting for a connection, or one could not be made in time) and
@@ -91,7 +106,7 @@ impl Body for OutgoingBody {
 
 /// Makes participant calls, at most `calls_in_flight_max` at once.
 pub struct Dispatcher {
-    client: HttpClient,
+    id: u64,
     permits: Arc<Semaphore>,
     output_bytes_max: usize,
     metrics: Arc<Metrics>,
@@ -118,27 +133,28 @@ impl Dispatcher {
         output_bytes_max: usize,
         metrics: Arc<Metrics>,
     ) -> Dispatcher {
-        // No proxy, and no TLS: the connector refuses an https URL as a connect error.
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_keepalive(Some(TCP_KEEPALIVE));
-        connector.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
-        connector.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
-        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
-        connector.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            // Without a timer the pool never evicts idle connections on its own.
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
-            .build(connector);
         Dispatcher {
-            client,
+            id: DISPATCHER_IDS.fetch_add(1, Ordering::Relaxed),
             permits: Arc::new(Semaphore::new(calls_in_flight_max.max(1))),
             output_bytes_max,
             metrics,
         }
+    }
+
+    /// This thread's client (pooled keep-alive connections), made on its first call here.
+    fn client(&self) -> HttpClient {
+        LOOP_CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return client.clone();
+            }
+            if clients.len() >= LOOP_CLIENTS_MAX {
+                clients.remove(0);
+            }
+            let client = new_client();
+            clients.push((self.id, client.clone()));
+            client
+        })
     }
 
     /// The request for one attempt, built from the saga as it stands when it is decided.
@@ -300,7 +316,7 @@ impl Dispatcher {
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = request_headers(spec)?;
-        let outcome = timeout_at(deadline, self.client.request(request)).await;
+        let outcome = timeout_at(deadline, self.client().request(request)).await;
         let sent = taken.load(Ordering::Acquire);
         match outcome {
             Err(_) if !sent => Err(Failure::transport(
@@ -324,6 +340,25 @@ impl Dispatcher {
             Ok(Ok(response)) => Ok(response),
         }
     }
+}
+
+/// A pooled keep-alive HTTP/1.1 client for participants. No proxy, and no TLS: the connector
+/// refuses an https URL as a connect error.
+fn new_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_keepalive(Some(TCP_KEEPALIVE));
+    connector.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
+    connector.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    connector.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
+    Client::builder(TokioExecutor::new())
+        // Without a timer the pool never evicts idle connections on its own.
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
+        .build(connector)
 }
 
 /// A 3xx answer: a business no (not retried, nothing to compensate: the participant did not
