@@ -150,6 +150,11 @@ pub async fn serve_loops(
         config.cluster.clone(),
         metrics,
     );
+    if !loops.is_empty() {
+        let mut all = vec![tokio::runtime::Handle::current()];
+        all.extend(loops.iter().cloned());
+        engine.spread_resumed_over(all);
+    }
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "sagaflow listening");
     let router = app(engine.clone());

@@ -70,6 +70,7 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Msg>,
     status_tx: watch::Sender<Progress>,
     permit: Option<OwnedSemaphorePermit>,
+    on: Option<tokio::runtime::Handle>,
 ) {
     let span = tracing::info_span!("saga", saga_id = %state.id);
     let actor = Actor {
@@ -82,13 +83,20 @@ pub(super) fn spawn(
         calls: FuturesUnordered::new(),
         broken: false,
     };
-    tokio::spawn(
-        async move {
-            actor.run(sends, rx).await;
-            drop(permit);
+    let task = async move {
+        actor.run(sends, rx).await;
+        drop(permit);
+    }
+    .instrument(span);
+    // On the loop it was given (a resumed saga), or where it was started.
+    match on {
+        Some(handle) => {
+            handle.spawn(task);
         }
-        .instrument(span),
-    );
+        None => {
+            tokio::spawn(task);
+        }
+    }
 }
 
 impl Actor {

@@ -359,7 +359,7 @@ impl Engine {
                     return Ok(());
                 };
                 let state = self.commit(state, &decision, lease.fence).await?;
-                self.launch(state, decision.sends, None, lease);
+                self.launch(state, decision.sends, None, lease, None);
             }
         }
         Ok(())

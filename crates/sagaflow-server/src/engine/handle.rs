@@ -126,12 +126,23 @@ pub(super) struct Inner {
     /// that one saga never gets two tasks.
     pub resume_lock: tokio::sync::Mutex<()>,
     pub ready: AtomicBool,
+    /// The event loops sagas resumed from the journal are spread over (see the server's
+    /// `loops.rs`); a saga started by a request runs on the loop that serves it.
+    loops: std::sync::OnceLock<Vec<tokio::runtime::Handle>>,
+    next_loop: std::sync::atomic::AtomicUsize,
 }
 
 impl Inner {
     /// Whether the store is shared by replicas (leases, fencing, inboxes).
     pub fn is_clustered(&self) -> bool {
         self.store.leases().is_some()
+    }
+
+    /// The loop the next resumed saga goes to, in turn; none without loops (this one, then).
+    fn next_loop(&self) -> Option<tokio::runtime::Handle> {
+        let loops = self.loops.get()?;
+        let index = self.next_loop.fetch_add(1, Ordering::Relaxed);
+        loops.get(index % loops.len()).cloned()
     }
 
     /// The lease to place a new saga under: the standing one on the embedded store, else one
@@ -240,12 +251,23 @@ impl Engine {
                 draining,
                 resume_lock: tokio::sync::Mutex::new(()),
                 ready: AtomicBool::new(false),
+                loops: std::sync::OnceLock::new(),
+                next_loop: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Spreads the sagas resumed from the journal (at recovery, takeover, retry) over `loops`,
+    /// in turn, instead of running them all where they were resumed. Set once, before
+    /// recovery; later calls change nothing.
+    pub fn spread_resumed_over(&self, loops: Vec<tokio::runtime::Handle>) {
+        if !loops.is_empty() {
+            let _ = self.inner.loops.set(loops);
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -385,7 +407,7 @@ impl Engine {
                 tracing::info!(saga_id = %id, definition = %state.definition.name, "saga started");
                 let view = request.want_view.then(|| SagaView::from_state(&state));
                 if let Some(lease) = lease {
-                    self.launch(state, decision.sends, Some(permit), lease);
+                    self.launch(state, decision.sends, Some(permit), lease, None);
                 }
                 Ok(Started {
                     id,
@@ -396,13 +418,15 @@ impl Engine {
         }
     }
 
-    /// Hands a durable saga to its task, which makes `sends` and drives it from there.
+    /// Hands a durable saga to its task, which makes `sends` and drives it from there: on the
+    /// event loop `on`, or on this one.
     pub(super) fn launch(
         &self,
         state: SagaState,
         sends: Vec<sagaflow_core::Send>,
         permit: Option<OwnedSemaphorePermit>,
         lease: Arc<Lease>,
+        on: Option<tokio::runtime::Handle>,
     ) {
         if state.status.is_terminal() {
             record_finished(&self.inner.metrics, state.status);
@@ -427,6 +451,7 @@ impl Engine {
             rx,
             status_tx,
             permit,
+            on,
         );
     }
 
@@ -573,7 +598,7 @@ impl Engine {
             .map_err(|_| EngineError::Overloaded(self.inner.limits.sagas_active_max))?;
         let state = self.commit(state, &decision, lease.fence).await?;
         let view = SagaView::from_state(&state);
-        self.launch(state, decision.sends, Some(permit), lease);
+        self.launch(state, decision.sends, Some(permit), lease, None);
         Ok(view)
     }
 
@@ -677,7 +702,8 @@ impl Engine {
             if let Some((state, sends, lease)) = result? {
                 // Recovered sagas run even above the limit: they were accepted already.
                 let permit = Arc::clone(&self.inner.active).try_acquire_owned().ok();
-                self.launch(state, sends, permit, lease);
+                let on = self.inner.next_loop();
+                self.launch(state, sends, permit, lease, on);
                 count += 1;
             }
         }
