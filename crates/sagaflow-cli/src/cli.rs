@@ -50,6 +50,9 @@ pub enum Command {
     ShopService(Box<crate::demo::ShopServiceArgs>),
 }
 
+/// The most event loops `--event-loops` may ask for.
+pub const EVENT_LOOPS_MAX: u16 = 256;
+
 /// `sagaflow server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -93,6 +96,12 @@ pub struct ServerArgs {
     /// benchmark) that may die without stopping its children.
     #[arg(long, env = "SAGAFLOW_STOP_WITH_STDIN")]
     pub stop_with_stdin: bool,
+
+    /// Event loops serving the API and driving sagas, one thread each (a connection, and the
+    /// sagas it starts, stay on one loop). Default: the cores this process may use.
+    #[arg(long, env = "SAGAFLOW_EVENT_LOOPS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(EVENT_LOOPS_MAX)))]
+    pub event_loops: Option<u16>,
 
     /// The journal: left out, the embedded SQLite file in --data-dir; or a `postgres://` URL
     /// (several replicas share one PostgreSQL database; migrations run at start).

@@ -112,3 +112,110 @@ async fn with_stop_with_stdin_the_server_drains_and_exits_zero_when_its_stdin_cl
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// The names of a process's threads (Linux: `/proc/PID/task/*/comm`).
+#[cfg(target_os = "linux")]
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_loop_lets_its_calls_answer_at_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let participant_process = Participant::start().await;
+    let participant = participant_process.base.clone();
+    let mut server = Server::start_with(data.path(), &["--event-loops", "3"]).await;
+    let base = server.base.clone();
+    let names = thread_names(server.pid().unwrap());
+    for name in ["sagaflow-1", "sagaflow-2"] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "no thread {name} in {names:?}"
+        );
+    }
+    assert!(!names.iter().any(|n| n == "sagaflow-3"), "{names:?}");
+
+    let definition = json!({"name": "held", "steps": [
+        {"name": "one", "action": {"url": format!("{participant}/one?delay_ms=400")}},
+        {"name": "two", "action": {"url": format!("{participant}/two")}},
+    ]});
+    reqwest::Client::new()
+        .post(format!("{base}/v1/definitions"))
+        .json(&definition)
+        .send()
+        .await
+        .unwrap();
+    // A client, so a connection, per saga: connections are handed to the loops in turn.
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let saga: Value = reqwest::Client::new()
+            .post(format!("{base}/v1/sagas"))
+            .json(&json!({"definition": "held", "input": i}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(saga["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = server.terminate().expect("the server exits");
+    assert!(status.success(), "exit status {status:?}");
+
+    // Every call in flight at the signal (step one's) was answered and journaled before the
+    // exit, on whichever loop it ran: after the restart only step two's attempt, journaled
+    // during the drain and never sent (a draining coordinator sends nothing new), is sent.
+    server.restart().await;
+    let http = reqwest::Client::new();
+    for id in &ids {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let saga: Value = http
+                .get(format!("{base}/v1/sagas/{id}?wait_ms=2000"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if saga["status"] == "completed" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{saga:#}");
+        }
+        let history: Value = http
+            .get(format!("{base}/v1/sagas/{id}/history"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events: Vec<(&str, &str)> = history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["event"].as_str().unwrap(),
+                    e["step"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert!(
+            events.contains(&("attempt_succeeded", "one")),
+            "{id}: {events:?}"
+        );
+        assert!(
+            !events.contains(&("attempt_resent", "one")),
+            "{id}: step one's call was cut off: {events:?}"
+        );
+    }
+    assert!(server.terminate().unwrap().success());
+}

@@ -22,7 +22,10 @@ pub fn run(args: ServerArgs) -> Result<(), Error> {
         .map_err(cannot)?;
     // One event loop per core: this thread's and one thread each for the others, kept running
     // until the coordinator has drained (`sagaflow_server::serve_loops`).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = args.event_loops.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut threads = Vec::new();
     let mut loops = Vec::new();

@@ -137,6 +137,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data_dir: &std::path::Path) -> Server {
+        Server::start_with(data_dir, &[]).await
+    }
+
+    /// As `start`, with more arguments for `sagaflow server`.
+    pub async fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
         let port = free_port();
         let args: Vec<String> = [
             "server",
@@ -146,6 +151,7 @@ impl Server {
             data_dir.to_str().unwrap(),
         ]
         .iter()
+        .chain(extra)
         .map(|a| (*a).to_owned())
         .collect();
         let base = format!("http://127.0.0.1:{port}");
@@ -171,5 +177,9 @@ impl Server {
 
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         self.child.terminate()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.pid()
     }
 }
