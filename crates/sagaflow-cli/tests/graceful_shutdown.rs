@@ -7,7 +7,7 @@ mod process;
 use std::time::{Duration, Instant};
 
 use process::{Participant, Server};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_rest() {
@@ -27,15 +27,8 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_rest() {
         .unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let saga: Value = http
-            .post(format!("{base}/v1/sagas"))
-            .json(&json!({"definition": "slow", "input": i}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json!({"definition": "slow", "input": i});
+        let saga = process::post_json(&http, &format!("{base}/v1/sagas"), &body).await;
         ids.push(saga["id"].as_str().unwrap().to_owned());
     }
     // A long poll in progress must not hold the shutdown up.
@@ -57,21 +50,7 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_rest() {
 
     server.restart().await;
     for id in &ids {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let saga: Value = http
-                .get(format!("{base}/v1/sagas/{id}?wait_ms=2000"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if saga["status"] == "completed" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{saga:#}");
-        }
+        process::wait_for_status(&http, &base, id, "completed", Duration::from_secs(30)).await;
     }
     assert!(server.terminate().unwrap().success());
 }
@@ -153,15 +132,9 @@ async fn every_event_loop_lets_its_calls_answer_at_sigterm() {
     // A client, so a connection, per saga: connections are handed to the loops in turn.
     let mut ids = Vec::new();
     for i in 0..6 {
-        let saga: Value = reqwest::Client::new()
-            .post(format!("{base}/v1/sagas"))
-            .json(&json!({"definition": "held", "input": i}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json!({"definition": "held", "input": i});
+        let saga =
+            process::post_json(&reqwest::Client::new(), &format!("{base}/v1/sagas"), &body).await;
         ids.push(saga["id"].as_str().unwrap().to_owned());
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -174,29 +147,8 @@ async fn every_event_loop_lets_its_calls_answer_at_sigterm() {
     server.restart().await;
     let http = reqwest::Client::new();
     for id in &ids {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let saga: Value = http
-                .get(format!("{base}/v1/sagas/{id}?wait_ms=2000"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if saga["status"] == "completed" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{saga:#}");
-        }
-        let history: Value = http
-            .get(format!("{base}/v1/sagas/{id}/history"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        process::wait_for_status(&http, &base, id, "completed", Duration::from_secs(30)).await;
+        let history = process::get_json(&http, &format!("{base}/v1/sagas/{id}/history")).await;
         let events: Vec<(&str, &str)> = history["items"]
             .as_array()
             .unwrap()

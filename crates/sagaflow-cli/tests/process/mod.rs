@@ -183,3 +183,43 @@ impl Server {
         self.child.pid()
     }
 }
+
+/// GETs `url` and reads its JSON body.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Long-polls saga `id` on the coordinator at `base` until its status is `status`; fails the
+/// test after `within`. Returns the saga as it then stands.
+pub async fn wait_for_status(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    status: &str,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let saga = get_json(http, &format!("{base}/v1/sagas/{id}?wait_ms=2000")).await;
+        if saga["status"] == status {
+            return saga;
+        }
+        assert!(Instant::now() < deadline, "{saga:#}");
+    }
+}
+
+/// POSTs `body` as JSON to `url` and reads the JSON answer.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
