@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 mod loops;
+pub use loops::EventLoop;
 pub mod metrics;
 
 use std::future::Future;
@@ -150,11 +151,15 @@ pub async fn serve_loops(
         config.cluster.clone(),
         metrics,
     );
-    if !loops.is_empty() {
-        let mut all = vec![tokio::runtime::Handle::current()];
-        all.extend(loops.iter().cloned());
-        engine.spread_resumed_over(all);
-    }
+    // This loop and the others: connections and resumed sagas are spread over them all.
+    let loops: Vec<_> = if loops.is_empty() {
+        loops
+    } else {
+        std::iter::once(tokio::runtime::Handle::current())
+            .chain(loops)
+            .collect()
+    };
+    engine.spread_resumed_over(loops.clone());
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "sagaflow listening");
     let router = app(engine.clone());

@@ -14,13 +14,67 @@ use std::net::SocketAddr;
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Accepted connections waiting for their loop to take them; past it, accepting waits.
 const CONNECTIONS_QUEUED_MAX: usize = 1_024;
 
-/// Serves `router` on `listener` with this loop and `loops`, until `shutdown` resolves; then
-/// stops accepting and waits for every loop's server to finish its requests.
+/// An event loop on a thread of its own: a current-thread runtime, driven until the loop is
+/// dropped (which drops the tasks still on it and waits for the thread).
+pub struct EventLoop {
+    handle: Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EventLoop {
+    /// Starts a loop on a new thread named `name`.
+    pub fn start(name: String) -> std::io::Result<EventLoop> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                    runtime.block_on(async move {
+                        let _ = stopped.await;
+                    });
+                }
+                Err(e) => {
+                    let _ = handle_tx.send(Err(e));
+                }
+            }
+        })?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("an event loop's thread ended at once"))??;
+        Ok(EventLoop {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Where to spawn onto this loop.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Serves `router` on `listener` with `loops` (this one among them), until `shutdown`
+/// resolves; then stops accepting and waits for every loop's server to finish its requests.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
@@ -31,7 +85,7 @@ pub(crate) async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut queues = Vec::new();
     let mut servers = Vec::new();
-    for handle in std::iter::once(Handle::current()).chain(loops) {
+    for handle in loops {
         let (queue, connections) = mpsc::channel(CONNECTIONS_QUEUED_MAX);
         queues.push(queue);
         let router = router.clone();
@@ -122,7 +176,6 @@ impl axum::serve::Listener for Handoff {
 mod tests {
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::sync::oneshot;
 
     use super::*;
 
@@ -141,22 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_go_to_every_loop_in_turn_until_shutdown() {
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-        let (end_tx, end_rx) = oneshot::channel::<()>();
-        let other = std::thread::Builder::new()
-            .name("other-loop".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                handle_tx.send(runtime.handle().clone()).expect("sends");
-                runtime.block_on(async {
-                    let _ = end_rx.await;
-                });
-            })
-            .expect("a thread");
-        let handle = handle_rx.recv().expect("the other loop's handle");
+        let other = EventLoop::start("other-loop".into()).expect("a loop");
         let router = Router::new().route(
             "/",
             get(|| async { std::thread::current().name().unwrap_or("?").to_owned() }),
@@ -164,7 +202,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("an address");
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let served = tokio::spawn(serve(listener, router, vec![handle], async move {
+        let loops = vec![Handle::current(), other.handle()];
+        let served = tokio::spawn(serve(listener, router, loops, async move {
             let _ = shutdown_rx.await;
         }));
         let mut threads = Vec::new();
@@ -186,7 +225,6 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "the listener is closed after shutdown"
         );
-        let _ = end_tx.send(());
-        other.join().expect("the other loop ends");
+        drop(other);
     }
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use sagaflow_server::config::ClusterSettings;
-use sagaflow_server::{Config, Limits};
+use sagaflow_server::{Config, EventLoop, Limits};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{LimitArgs, LogFormat, ServerArgs};
@@ -21,43 +21,16 @@ pub fn run(args: ServerArgs) -> Result<(), Error> {
         .build()
         .map_err(cannot)?;
     // One event loop per core: this thread's and one thread each for the others, kept running
-    // until the coordinator has drained (`sagaflow_server::serve_loops`).
-    let cores = args.event_loops.map_or_else(
+    // until the coordinator has drained (`sagaflow_server::serve_loops`), then stopped.
+    let count = args.event_loops.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut threads = Vec::new();
-    let mut loops = Vec::new();
-    for index in 1..cores {
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-        let mut stopped = stopped.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sagaflow-{index}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                let runtime = match runtime {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = handle_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = handle_tx.send(Ok(runtime.handle().clone()));
-                runtime.block_on(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                });
-            })
-            .map_err(cannot)?;
-        threads.push(thread);
-        match handle_rx.recv() {
-            Ok(Ok(handle)) => loops.push(handle),
-            Ok(Err(e)) => return Err(cannot(e)),
-            Err(_) => return Err(Error::Other("an event loop's thread ended at once".into())),
-        }
-    }
+    let others = (1..count)
+        .map(|index| EventLoop::start(format!("sagaflow-{index}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cannot)?;
+    let loops = others.iter().map(EventLoop::handle).collect();
     let served = runtime.block_on(async {
         let shutdown = shutdown_signal(args.stop_with_stdin)
             .map_err(|e| Error::Other(format!("cannot listen for shutdown signals: {e}")))?;
@@ -70,10 +43,7 @@ pub fn run(args: ServerArgs) -> Result<(), Error> {
         tracing::info!("coordinator stopped");
         Ok(())
     });
-    let _ = stop.send(true);
-    for thread in threads {
-        let _ = thread.join();
-    }
+    drop(others);
     served
 }
 

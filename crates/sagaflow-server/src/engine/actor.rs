@@ -89,14 +89,8 @@ pub(super) fn spawn(
     }
     .instrument(span);
     // On the loop it was given (a resumed saga), or where it was started.
-    match on {
-        Some(handle) => {
-            handle.spawn(task);
-        }
-        None => {
-            tokio::spawn(task);
-        }
-    }
+    on.unwrap_or_else(tokio::runtime::Handle::current)
+        .spawn(task);
 }
 
 impl Actor {
