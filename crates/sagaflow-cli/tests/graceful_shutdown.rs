@@ -20,11 +20,9 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_rest() {
     let http = reqwest::Client::new();
     let step = |name: &str| json!({"name": name, "action": {"url": format!("{participant}/{name}?delay_ms=200")}});
     let definition = json!({"name": "slow", "steps": [step("one"), step("two"), step("three")]});
-    http.post(format!("{base}/v1/definitions"))
-        .json(&definition)
-        .send()
-        .await
-        .unwrap();
+    let registered =
+        process::post_json(&http, &format!("{base}/v1/definitions"), &definition).await;
+    assert_eq!(registered["version"], 1, "{registered}");
     let mut ids = Vec::new();
     for i in 0..5 {
         let body = json!({"definition": "slow", "input": i});
@@ -123,12 +121,10 @@ async fn every_event_loop_lets_its_calls_answer_at_sigterm() {
         {"name": "one", "action": {"url": format!("{participant}/one?delay_ms=400")}},
         {"name": "two", "action": {"url": format!("{participant}/two")}},
     ]});
-    reqwest::Client::new()
-        .post(format!("{base}/v1/definitions"))
-        .json(&definition)
-        .send()
-        .await
-        .unwrap();
+    let http = reqwest::Client::new();
+    let registered =
+        process::post_json(&http, &format!("{base}/v1/definitions"), &definition).await;
+    assert_eq!(registered["version"], 1, "{registered}");
     // A client, so a connection, per saga: connections are handed to the loops in turn.
     let mut ids = Vec::new();
     for i in 0..6 {
