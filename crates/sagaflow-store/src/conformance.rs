@@ -45,6 +45,7 @@ macro_rules! for_each_conformance_case {
             purge_removes_only_old_completed_or_compensated_sagas,
             concurrent_appends_all_land_in_order,
             append_to_unknown_saga_fails_alone,
+            appends_land_on_their_own_saga_after_starts_failed_beside_them,
             get_saga_is_a_consistent_snapshot,
             ping_answers,
             writes_after_close_fail_closed,
@@ -926,6 +927,93 @@ pub async fn append_to_unknown_saga_fails_alone(store: Arc<dyn Store>) {
         T0 + 9,
     )
     .await;
+}
+
+/// Starts that fail (a taken id) share group commits with starts that land; every append
+/// after them lands on its own saga's journal, never on another's, and a saga that finished
+/// and was purged takes no more appends (a backend that remembers where each saga lives must
+/// remember only what committed, and forget what it purged).
+pub async fn appends_land_on_their_own_saga_after_starts_failed_beside_them(store: Arc<dyn Store>) {
+    const SAGAS: usize = 40;
+    start(&*store, new_saga("taken", "place-order", T0)).await;
+    let mut tasks = JoinSet::new();
+    for n in 0..SAGAS {
+        let starter = Arc::clone(&store);
+        tasks.spawn(async move {
+            starter
+                .start_saga(new_saga(&id_of(n), "place-order", T0))
+                .await
+                .is_ok()
+        });
+        if n % 4 == 0 {
+            let clash = Arc::clone(&store);
+            tasks.spawn(async move {
+                !clash
+                    .start_saga(new_saga("taken", "refund", T0 + 1))
+                    .await
+                    .is_ok()
+            });
+        }
+    }
+    assert!(
+        tasks
+            .join_all()
+            .await
+            .into_iter()
+            .all(|as_expected| as_expected),
+        "a valid start failed, or a start under a taken id succeeded"
+    );
+    let mut tasks = JoinSet::new();
+    for n in 0..SAGAS {
+        let writer = Arc::clone(&store);
+        tasks.spawn(async move {
+            let at = T0 + 10 + n as u64;
+            append(
+                &*writer,
+                &id_of(n),
+                vec![attempt_started(0, 1, at)],
+                SagaStatus::Running,
+                at,
+            )
+            .await;
+            append(
+                &*writer,
+                &id_of(n),
+                vec![attempt_succeeded(0, 1, at + 1)],
+                SagaStatus::Completed,
+                at + 1,
+            )
+            .await;
+        });
+    }
+    tasks.join_all().await;
+    for n in 0..SAGAS {
+        let at = T0 + 10 + n as u64;
+        let loaded = get(&*store, &id_of(n)).await;
+        let mut expected = new_saga(&id_of(n), "place-order", T0).events;
+        expected.extend([attempt_started(0, 1, at), attempt_succeeded(0, 1, at + 1)]);
+        assert_eq!(loaded.events, expected, "saga {n}'s journal");
+        assert_eq!(loaded.record.status, SagaStatus::Completed);
+    }
+    assert_eq!(get(&*store, "taken").await.events.len(), 1);
+    // Purged, a finished saga is gone for appends too.
+    let purged = store
+        .purge_finished(T0 + 10 + SAGAS as u64 + 1, 1000)
+        .await
+        .expect("purge");
+    assert_eq!(purged, SAGAS as u64);
+    let late = AppendBatch {
+        saga_id: id_of(0),
+        events: vec![attempt_started(1, 1, T0 + 100)],
+        status: SagaStatus::Running,
+        updated_at_ms: T0 + 100,
+        fence: None,
+    };
+    assert!(
+        store.append(late).await.is_err(),
+        "an append to a purged saga landed"
+    );
+    assert!(store.get_saga(&id_of(0)).await.expect("get_saga").is_none());
 }
 
 /// A saga read while it is being written is one moment of it: its record (status,

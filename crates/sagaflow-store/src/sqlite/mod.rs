@@ -2,6 +2,7 @@
 
 mod read;
 mod schema;
+mod seqs;
 mod write;
 
 pub use write::{JOURNAL_FILE, SqliteStore};

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::read::{self, ReadPool};
+use super::seqs::Seqs;
 use super::{SqliteConfig, schema};
 use crate::{
     AppendBatch, DefinitionRecord, Error, ListFilter, LoadedSaga, NewSaga, SagaPage, SagaRecord,
@@ -73,10 +74,16 @@ pub struct SqliteStore {
 /// serialise them, each caller's thread blocked while the others' writes wait.
 const QUIET_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// The writer's connection, and what it keeps beside it.
+struct Writer {
+    conn: Connection,
+    seqs: Seqs,
+}
+
 /// The writer's connection, and the state that decides whether a write is committed by its
 /// caller or by the writer thread. All commits, from either, go through it.
 struct Committer {
-    conn: std::sync::Mutex<Connection>,
+    writer: std::sync::Mutex<Writer>,
     stats: StatsCells,
     /// Writes submitted and not yet answered.
     in_flight: AtomicUsize,
@@ -92,7 +99,10 @@ struct Committer {
 impl Committer {
     fn new(conn: Connection) -> Committer {
         Committer {
-            conn: std::sync::Mutex::new(conn),
+            writer: std::sync::Mutex::new(Writer {
+                conn,
+                seqs: Seqs::default(),
+            }),
             stats: StatsCells::default(),
             in_flight: AtomicUsize::new(0),
             opened: Instant::now(),
@@ -124,10 +134,10 @@ impl Committer {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) != 0 || !saga_write || !self.quiet() {
             return Some(request);
         }
-        let Ok(mut conn) = self.conn.try_lock() else {
+        let Ok(mut writer) = self.writer.try_lock() else {
             return Some(request);
         };
-        self.commit(&mut conn, vec![request]);
+        self.commit(&mut writer, vec![request]);
         None
     }
 
@@ -137,18 +147,18 @@ impl Committer {
         self.lone.store(batch.len() == 1, Ordering::Relaxed);
         // A poisoned lock means a caller panicked mid-commit; SQLite rolled back what it did
         // not commit.
-        let mut conn = self
-            .conn
+        let mut writer = self
+            .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.commit(&mut conn, batch);
+        self.commit(&mut writer, batch);
     }
 
     /// One transaction and one fsync for `batch`; answers every request of it and uncounts
     /// them.
-    fn commit(&self, conn: &mut Connection, batch: Vec<Request>) {
+    fn commit(&self, writer: &mut Writer, batch: Vec<Request>) {
         let count = batch.len();
-        commit_batch(conn, batch, &self.stats);
+        commit_batch(writer, batch, &self.stats);
         self.ended_us.store(self.now_us(), Ordering::Relaxed);
         self.in_flight.fetch_sub(count, Ordering::AcqRel);
     }
@@ -393,7 +403,7 @@ fn writer_loop(committer: &Committer, mut requests: mpsc::Receiver<Request>, bat
 }
 
 /// One transaction and one fsync for `batch`; answers every request of it.
-fn commit_batch(conn: &mut Connection, batch: Vec<Request>, stats: &StatsCells) {
+fn commit_batch(writer: &mut Writer, batch: Vec<Request>, stats: &StatsCells) {
     let mut replies = Vec::with_capacity(batch.len());
     let request_count = batch.len() as u64;
     let event_count: u64 = batch
@@ -404,7 +414,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Request>, stats: &StatsCells) 
             Request::PutDefinition { .. } | Request::Purge { .. } => 0,
         })
         .sum();
-    let commit = write_batch(conn, batch, &mut replies);
+    let commit = write_batch(writer, batch, &mut replies);
     match &commit {
         Ok(()) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -438,7 +448,7 @@ impl Written {
 }
 
 fn write_batch(
-    conn: &mut Connection,
+    writer: &mut Writer,
     batch: Vec<Request>,
     replies: &mut Vec<Reply>,
 ) -> Result<(), String> {
@@ -448,8 +458,8 @@ fn write_batch(
     // a savepoint per request (each costs two statements and a copy of every page it touches);
     // should a request fail, the transaction is rolled back and the batch runs again with each
     // request in its own savepoint, so that one that fails leaves the others be.
-    let outcome = match run_batch(conn, &batch, false) {
-        Ok(None) => run_batch(conn, &batch, true),
+    let outcome = match run_batch(writer, &batch, false) {
+        Ok(None) => run_batch(writer, &batch, true),
         done => done,
     };
     match outcome {
@@ -471,19 +481,22 @@ fn write_batch(
 /// Runs `batch` in one transaction and commits it. Without savepoints, `Ok(None)` when a request
 /// failed (the transaction is then rolled back); with them, a request that fails is undone alone.
 fn run_batch(
-    conn: &mut Connection,
+    writer: &mut Writer,
     batch: &[Request],
     savepoints: bool,
 ) -> Result<Option<Vec<Written>>, String> {
+    let Writer { conn, seqs } = writer;
+    seqs.roll_back();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| e.to_string())?;
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
         if !savepoints {
-            let written = execute(&tx, request);
+            let written = execute(&tx, seqs, request);
             if !written.is_ok() {
                 // Dropping the transaction rolls it back.
+                seqs.roll_back();
                 return Ok(None);
             }
             results.push(written);
@@ -494,12 +507,16 @@ fn run_batch(
             results.push(failed(request, e.to_string()));
             continue;
         }
-        let written = execute(&tx, request);
+        let staged = seqs.staged_len();
+        let written = execute(&tx, seqs, request);
         let released = if written.is_ok() {
             run_cached(&tx, "RELEASE request")
         } else {
             run_cached(&tx, "ROLLBACK TO request").and_then(|()| run_cached(&tx, "RELEASE request"))
         };
+        if !written.is_ok() || released.is_err() {
+            seqs.unstage_to(staged);
+        }
         results.push(match released {
             Ok(()) => written,
             Err(e) => {
@@ -512,20 +529,24 @@ fn run_batch(
             }
         });
     }
-    tx.commit().map_err(|e| e.to_string())?;
+    if let Err(e) = tx.commit() {
+        seqs.roll_back();
+        return Err(e.to_string());
+    }
+    seqs.commit();
     Ok(Some(results))
 }
 
-fn execute(conn: &Connection, request: &Request) -> Written {
+fn execute(conn: &Connection, seqs: &mut Seqs, request: &Request) -> Written {
     match request {
         Request::PutDefinition {
             name, body, now_ms, ..
         } => Written::Definition(put_definition(conn, name, body, *now_ms)),
-        Request::Start { saga, .. } => Written::Start(start_saga(conn, saga)),
-        Request::Append { batch, .. } => Written::Append(append(conn, batch)),
+        Request::Start { saga, .. } => Written::Start(start_saga(conn, seqs, saga)),
+        Request::Append { batch, .. } => Written::Append(append(conn, seqs, batch)),
         Request::Purge {
             before_ms, limit, ..
-        } => Written::Purge(purge(conn, *before_ms, *limit)),
+        } => Written::Purge(purge(conn, seqs, *before_ms, *limit)),
     }
 }
 
@@ -613,7 +634,7 @@ fn insert_definition(conn: &Connection, record: &DefinitionRecord) -> Result<(),
     Ok(())
 }
 
-fn start_saga(conn: &Connection, saga: &NewSaga) -> Result<StartOutcome, Error> {
+fn start_saga(conn: &Connection, seqs: &mut Seqs, saga: &NewSaga) -> Result<StartOutcome, Error> {
     let r = &saga.record;
     if let Some(key) = &r.idempotency_key
         && let Some(existing) = read::find_idempotency_key(conn, key)?
@@ -634,26 +655,49 @@ fn start_saga(conn: &Connection, saga: &NewSaga) -> Result<StartOutcome, Error> 
         r.idempotency_key,
         r.request_hash
     ])?;
-    insert_events(conn, conn.last_insert_rowid(), &saga.events)?;
+    let seq = conn.last_insert_rowid();
+    insert_events(conn, seq, &saga.events)?;
+    if !r.status.is_terminal() {
+        seqs.stage(&r.id, seq);
+    }
     Ok(StartOutcome::Created)
 }
 
-fn append(conn: &Connection, batch: &AppendBatch) -> Result<(), Error> {
-    // Two cheap statements rather than `UPDATE … RETURNING`, which buffers its result in an
-    // ephemeral table.
-    let saga_seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM sagas WHERE id = ?1")?
-        .query_row(params![batch.saga_id], |row| row.get(0))
-        .optional()?;
-    let Some(saga_seq) = saga_seq else {
-        return Err(Error::Corrupt(format!("no saga {}", batch.saga_id)));
+fn append(conn: &Connection, seqs: &mut Seqs, batch: &AppendBatch) -> Result<(), Error> {
+    let no_saga = || Error::Corrupt(format!("no saga {}", batch.saga_id));
+    let saga_seq = match seqs.get(&batch.saga_id) {
+        Some(seq) => seq,
+        None => {
+            // Not kept (started before this process opened the journal, or past the cache's
+            // bound): looked up, and kept from now on. Two cheap statements rather than
+            // `UPDATE … RETURNING`, which buffers its result in an ephemeral table.
+            let seq: i64 = conn
+                .prepare_cached("SELECT seq FROM sagas WHERE id = ?1")?
+                .query_row(params![batch.saga_id], |row| row.get(0))
+                .optional()?
+                .ok_or_else(no_saga)?;
+            if !batch.status.is_terminal() {
+                seqs.stage(&batch.saga_id, seq);
+            }
+            seq
+        }
     };
-    conn.prepare_cached("UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE seq = ?1")?
+    if batch.status.is_terminal() {
+        // Nothing more is appended to it, but for a retry of `failed`, which looks it up.
+        seqs.forget(&batch.saga_id);
+    }
+    let changed = conn
+        .prepare_cached("UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE seq = ?1")?
         .execute(params![
             saga_seq,
             batch.status.as_str(),
             batch.updated_at_ms as i64
         ])?;
+    if changed == 0 {
+        // Only a purge deletes sagas, and it forgets them: a kept `seq` always has its row.
+        seqs.forget(&batch.saga_id);
+        return Err(no_saga());
+    }
     insert_events(conn, saga_seq, &batch.events)
 }
 
@@ -672,22 +716,26 @@ fn insert_events(
     Ok(())
 }
 
-fn purge(conn: &Connection, before_ms: u64, limit: usize) -> Result<u64, Error> {
-    let doomed: Vec<i64> = conn
+fn purge(conn: &Connection, seqs: &mut Seqs, before_ms: u64, limit: usize) -> Result<u64, Error> {
+    let doomed: Vec<(i64, String)> = conn
         .prepare_cached(
             // The partial index, named: without statistics the planner would pick the
             // status index and sort every finished saga.
-            "SELECT seq FROM sagas INDEXED BY sagas_finished_by_time \
+            "SELECT seq, id FROM sagas INDEXED BY sagas_finished_by_time \
              WHERE status IN ('completed', 'compensated') \
              AND updated_at_ms < ?1 ORDER BY updated_at_ms LIMIT ?2",
         )?
-        .query_map(params![before_ms as i64, limit as i64], |row| row.get(0))?
+        .query_map(params![before_ms as i64, limit as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut events = conn.prepare_cached("DELETE FROM journal WHERE saga_seq = ?1")?;
     let mut sagas = conn.prepare_cached("DELETE FROM sagas WHERE seq = ?1")?;
-    for seq in &doomed {
+    for (seq, id) in &doomed {
         events.execute(params![seq])?;
         sagas.execute(params![seq])?;
+        // Terminal sagas are forgotten already; this keeps it so should one have been kept.
+        seqs.forget(id);
     }
     Ok(doomed.len() as u64)
 }
