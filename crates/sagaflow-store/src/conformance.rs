@@ -948,10 +948,10 @@ pub async fn appends_land_on_their_own_saga_after_starts_failed_beside_them(stor
         if n % 4 == 0 {
             let clash = Arc::clone(&store);
             tasks.spawn(async move {
-                !clash
+                clash
                     .start_saga(new_saga("taken", "refund", T0 + 1))
                     .await
-                    .is_ok()
+                    .is_err()
             });
         }
     }
