@@ -3,8 +3,9 @@
 //! sagas started on all of them. Each test then breaks something:
 //!
 //! - one replica is `kill -9`'d: its shards are taken over within the lease time plus a round;
-//! - one replica is `SIGSTOP`'d for twice the lease time, then `SIGCONT`'d: its stale writes
-//!   are refused by the database and counted, and it rejoins;
+//! - one replica is `SIGSTOP`'d for twice the lease time, then `SIGCONT`'d: it finds its
+//!   shards taken over and stops their sagas (a write that races its keeper's finding is
+//!   refused by the database's fence and counted), and it rejoins;
 //! - PostgreSQL itself is restarted with `pg_ctlcluster … restart -m immediate`: the replicas
 //!   reconnect without crashing.
 //!
@@ -484,18 +485,27 @@ fn a_replica_paused_past_its_lease_is_fenced_and_rejoins() {
         paused.child.signal("CONT");
         paused.up.store(true, Ordering::SeqCst);
 
+        // Woken, it learns that its shards were taken over, either from its keeper's next
+        // renewal (the sagas under them stop before writing) or, when a saga's answer is
+        // handled first, from the database refusing that saga's write under the old fence.
+        // Which comes first is a race between its own tasks; both must stop the saga there.
+        // (The store's own tests refuse a fenced write deterministically.)
         let deadline = Instant::now() + Duration::from_secs(20);
-        let refused = loop {
+        let (lost, refused) = loop {
+            let lost = paused
+                .metric(&harness.http, "sagaflow_shards_lost_total")
+                .await
+                .unwrap_or(0.0);
             let refused = paused
                 .metric(&harness.http, "sagaflow_stale_writes_refused_total")
                 .await
                 .unwrap_or(0.0);
-            if refused > 0.0 {
-                break refused;
+            if lost > 0.0 {
+                break (lost, refused);
             }
             assert!(
                 Instant::now() < deadline,
-                "the paused replica's stale writes were not refused and counted"
+                "the paused replica did not find its shards taken over ({refused} stale writes refused)"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -514,7 +524,7 @@ fn a_replica_paused_past_its_lease_is_fenced_and_rejoins() {
         harness.check_deliveries(&views).await;
         let _ = writeln!(
             std::io::stderr().lock(),
-            "SIGSTOP: {} sagas, {refused} stale writes refused, {held} shards after rejoining",
+            "SIGSTOP: {} sagas, {lost} shards lost, {refused} stale writes refused, {held} shards after rejoining",
             expected.len()
         );
         harness.finish().await;
