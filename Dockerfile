@@ -21,6 +21,8 @@ WORKDIR /src
 # the sources does not download them again. (The cache mounts need BuildKit, the default
 # builder since Docker 23.)
 COPY Cargo.toml Cargo.lock ./
+# SQLite's compile-time options (LIBSQLITE3_FLAGS): the image's journal syncs as the repo's does.
+COPY .cargo ./.cargo
 COPY crates ./crates
 COPY examples ./examples
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
