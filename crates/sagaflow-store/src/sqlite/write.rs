@@ -353,41 +353,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// A reply to send once the transaction that holds its write is committed.
-enum Reply {
-    Definition(
-        oneshot::Sender<Result<(DefinitionRecord, bool), Error>>,
-        Result<(DefinitionRecord, bool), Error>,
-    ),
-    Start(
-        oneshot::Sender<Result<StartOutcome, Error>>,
-        Result<StartOutcome, Error>,
-    ),
-    Append(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
-    Purge(oneshot::Sender<Result<u64, Error>>, Result<u64, Error>),
-}
-
-impl Reply {
-    fn send(self, commit: &Result<(), String>) {
-        // A failed commit fails every request of the batch, including those that went well.
-        let fail = |e: &String| Error::Corrupt(format!("commit failed: {e}"));
-        match self {
-            Reply::Definition(tx, r) => {
-                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
-            }
-            Reply::Start(tx, r) => {
-                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
-            }
-            Reply::Append(tx, r) => {
-                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
-            }
-            Reply::Purge(tx, r) => {
-                let _ = tx.send(commit.as_ref().map_err(fail).and(r));
-            }
-        }
-    }
-}
-
 fn writer_loop(committer: &Committer, mut requests: mpsc::Receiver<Request>, batch_max: usize) {
     let mut batch = Vec::with_capacity(batch_max);
     while let Some(first) = requests.blocking_recv() {
@@ -404,7 +369,6 @@ fn writer_loop(committer: &Committer, mut requests: mpsc::Receiver<Request>, bat
 
 /// One transaction and one fsync for `batch`; answers every request of it.
 fn commit_batch(writer: &mut Writer, batch: Vec<Request>, stats: &StatsCells) {
-    let mut replies = Vec::with_capacity(batch.len());
     let request_count = batch.len() as u64;
     let event_count: u64 = batch
         .iter()
@@ -414,17 +378,24 @@ fn commit_batch(writer: &mut Writer, batch: Vec<Request>, stats: &StatsCells) {
             Request::PutDefinition { .. } | Request::Purge { .. } => 0,
         })
         .sum();
-    let commit = write_batch(writer, batch, &mut replies);
-    match &commit {
-        Ok(()) => {
+    match write_batch(writer, &batch) {
+        Ok(written) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.requests.fetch_add(request_count, Ordering::Relaxed);
             stats.events.fetch_add(event_count, Ordering::Relaxed);
+            for (request, written) in batch.into_iter().zip(written) {
+                answer(request, written);
+            }
         }
-        Err(e) => tracing::error!(error = %e, "journal commit failed"),
-    }
-    for reply in replies {
-        reply.send(&commit);
+        Err(message) => {
+            tracing::error!(error = %message, "journal commit failed");
+            // Every request is answered with the error, including those that went well:
+            // dropping them would read as `Error::Closed`.
+            for request in batch {
+                let written = failed(&request, format!("commit failed: {message}"));
+                answer(request, written);
+            }
+        }
     }
 }
 
@@ -447,35 +418,19 @@ impl Written {
     }
 }
 
-fn write_batch(
-    writer: &mut Writer,
-    batch: Vec<Request>,
-    replies: &mut Vec<Reply>,
-) -> Result<(), String> {
+/// Writes `batch` in one transaction: what each request wrote, in order, once it committed.
+fn write_batch(writer: &mut Writer, batch: &[Request]) -> Result<Vec<Written>, String> {
     // A request fails only on a broken invariant (an append to a saga the journal lacks, a start
     // under an id already taken) or a failing disk: the writer is the journal's only writer, so
     // nothing races it. So the batch first runs without
     // a savepoint per request (each costs two statements and a copy of every page it touches);
     // should a request fail, the transaction is rolled back and the batch runs again with each
     // request in its own savepoint, so that one that fails leaves the others be.
-    let outcome = match run_batch(writer, &batch, false) {
-        Ok(None) => run_batch(writer, &batch, true),
+    let outcome = match run_batch(writer, batch, false)? {
+        None => run_batch(writer, batch, true)?,
         done => done,
     };
-    match outcome {
-        Ok(Some(written)) => {
-            for (request, written) in batch.into_iter().zip(written) {
-                replies.push(reply(request, written));
-            }
-            Ok(())
-        }
-        Ok(None) => Err("the batch failed with every request in its own savepoint".into()),
-        Err(message) => {
-            // Answer every request with the error: dropping them would read as `Error::Closed`.
-            replies.extend(batch.into_iter().map(|r| failed_reply(r, &message)));
-            Err(message)
-        }
-    }
+    outcome.ok_or_else(|| "the batch failed with every request in its own savepoint".into())
 }
 
 /// Runs `batch` in one transaction and commits it. Without savepoints, `Ok(None)` when a request
@@ -561,18 +516,25 @@ fn failed(request: &Request, message: String) -> Written {
     }
 }
 
-/// Pairs a request's reply with what it wrote (`execute` and `failed` keep their kinds equal).
-fn reply(request: Request, written: Written) -> Reply {
+/// Answers `request` with what it wrote (`execute` and `failed` keep their kinds equal).
+fn answer(request: Request, written: Written) {
     match (request, written) {
         (Request::PutDefinition { reply, .. }, Written::Definition(r)) => {
-            Reply::Definition(reply, r)
+            let _ = reply.send(r);
         }
-        (Request::Start { reply, .. }, Written::Start(r)) => Reply::Start(reply, r),
-        (Request::Append { reply, .. }, Written::Append(r)) => Reply::Append(reply, r),
-        (Request::Purge { reply, .. }, Written::Purge(r)) => Reply::Purge(reply, r),
+        (Request::Start { reply, .. }, Written::Start(r)) => {
+            let _ = reply.send(r);
+        }
+        (Request::Append { reply, .. }, Written::Append(r)) => {
+            let _ = reply.send(r);
+        }
+        (Request::Purge { reply, .. }, Written::Purge(r)) => {
+            let _ = reply.send(r);
+        }
         (request, _) => {
             debug_assert!(false, "a request paired with another kind's result");
-            failed_reply(request, "internal error: mismatched journal result")
+            let mismatch = failed(&request, "internal error: mismatched journal result".into());
+            answer(request, mismatch);
         }
     }
 }
@@ -580,16 +542,6 @@ fn reply(request: Request, written: Written) -> Reply {
 fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
-}
-
-fn failed_reply(request: Request, message: &str) -> Reply {
-    let error = || Error::Corrupt(message.to_owned());
-    match request {
-        Request::PutDefinition { reply, .. } => Reply::Definition(reply, Err(error())),
-        Request::Start { reply, .. } => Reply::Start(reply, Err(error())),
-        Request::Append { reply, .. } => Reply::Append(reply, Err(error())),
-        Request::Purge { reply, .. } => Reply::Purge(reply, Err(error())),
-    }
 }
 
 fn put_definition(
