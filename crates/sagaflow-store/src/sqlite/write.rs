@@ -74,6 +74,13 @@ pub struct SqliteStore {
 /// serialise them, each caller's thread blocked while the others' writes wait.
 const QUIET_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// A caller commits its lone write only while commits take less than this. A commit blocks
+/// the thread that makes it, and a caller's thread is an event loop serving other
+/// connections: on a disk that has turned slow (a sync of tens of milliseconds), writes go to
+/// the writer thread, so that only the sagas waiting for them wait. Syncs on these machines
+/// take 0.1–1.3 ms.
+const ALONE_COMMIT_MAX: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The writer's connection, and what it keeps beside it.
 struct Writer {
     conn: Connection,
@@ -90,6 +97,8 @@ struct Committer {
     opened: Instant,
     /// When the last commit ended, in microseconds since `opened`.
     ended_us: AtomicU64,
+    /// How long the last commit took, in microseconds.
+    took_us: AtomicU64,
     /// Whether the writer thread's last batch held one write only: under load its batches hold
     /// many, and callers leave the commits to it even when a gap opens (a caller blocked in a
     /// commit holds up the answers its thread would otherwise be handling).
@@ -107,6 +116,7 @@ impl Committer {
             in_flight: AtomicUsize::new(0),
             opened: Instant::now(),
             ended_us: AtomicU64::new(0),
+            took_us: AtomicU64::new(0),
             lone: AtomicBool::new(true),
         }
     }
@@ -117,7 +127,9 @@ impl Committer {
 
     /// Whether a write that comes now, with none in flight, may be committed by its caller.
     fn quiet(&self) -> bool {
-        if !self.lone.load(Ordering::Relaxed) {
+        if !self.lone.load(Ordering::Relaxed)
+            || self.took_us.load(Ordering::Relaxed) >= ALONE_COMMIT_MAX.as_micros() as u64
+        {
             return false;
         }
         let ended = self.ended_us.load(Ordering::Relaxed);
@@ -158,8 +170,12 @@ impl Committer {
     /// them.
     fn commit(&self, writer: &mut Writer, batch: Vec<Request>) {
         let count = batch.len();
+        let began = self.now_us();
         commit_batch(writer, batch, &self.stats);
-        self.ended_us.store(self.now_us(), Ordering::Relaxed);
+        let ended = self.now_us();
+        self.took_us
+            .store(ended.saturating_sub(began), Ordering::Relaxed);
+        self.ended_us.store(ended, Ordering::Relaxed);
         self.in_flight.fetch_sub(count, Ordering::AcqRel);
     }
 }
@@ -690,4 +706,46 @@ fn purge(conn: &Connection, seqs: &mut Seqs, before_ms: u64, limit: usize) -> Re
         seqs.forget(id);
     }
     Ok(doomed.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committer whose last commit ended long ago (no sleeping for the gap to pass).
+    fn committer() -> Committer {
+        let mut committer =
+            Committer::new(Connection::open_in_memory().expect("an in-memory database"));
+        committer.opened = Instant::now()
+            .checked_sub(std::time::Duration::from_secs(1))
+            .expect("an instant a second ago");
+        committer
+    }
+
+    #[test]
+    fn a_lone_write_after_a_quiet_gap_is_committed_by_its_caller() {
+        let committer = committer();
+        assert!(committer.quiet());
+    }
+
+    #[test]
+    fn writes_go_to_the_writer_while_its_batches_hold_many() {
+        let committer = committer();
+        committer.lone.store(false, Ordering::Relaxed);
+        assert!(!committer.quiet());
+    }
+
+    #[test]
+    fn writes_go_to_the_writer_while_commits_are_slow() {
+        let committer = committer();
+        committer
+            .took_us
+            .store(ALONE_COMMIT_MAX.as_micros() as u64, Ordering::Relaxed);
+        assert!(
+            !committer.quiet(),
+            "a slow disk would block the caller's event loop"
+        );
+        committer.took_us.store(100, Ordering::Relaxed);
+        assert!(committer.quiet());
+    }
 }
