@@ -160,6 +160,9 @@ pub async fn serve_loops(
             .collect()
     };
     engine.spread_resumed_over(loops.clone());
+    // Every loop the engine runs on, this one alone when there are no others.
+    let this = [tokio::runtime::Handle::current()];
+    let _ticks = loops::TimerTicks::on(if loops.is_empty() { &this } else { &loops });
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "sagaflow listening");
     let router = app(engine.clone());

@@ -28,6 +28,34 @@ const CONNECTIONS_QUEUED_MAX: usize = 1_024;
 /// wake-up per tick on an idle loop.
 const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Keeps a timer pending on each of some runtimes (see `TIMER_TICK`) until dropped.
+pub(crate) struct TimerTicks(Vec<tokio::task::JoinHandle<()>>);
+
+impl TimerTicks {
+    pub(crate) fn on(handles: &[Handle]) -> TimerTicks {
+        TimerTicks(
+            handles
+                .iter()
+                .map(|handle| {
+                    handle.spawn(async {
+                        loop {
+                            tokio::time::sleep(TIMER_TICK).await;
+                        }
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for TimerTicks {
+    fn drop(&mut self) {
+        for tick in &self.0 {
+            tick.abort();
+        }
+    }
+}
+
 /// An event loop on a thread of its own: a current-thread runtime, driven until the loop is
 /// dropped (which drops the tasks still on it and waits for the thread).
 pub struct EventLoop {
@@ -94,13 +122,7 @@ pub(crate) async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut queues = Vec::new();
     let mut servers = Vec::new();
-    let mut ticks = Vec::new();
     for handle in loops {
-        ticks.push(handle.spawn(async {
-            loop {
-                tokio::time::sleep(TIMER_TICK).await;
-            }
-        }));
         let (queue, connections) = mpsc::channel(CONNECTIONS_QUEUED_MAX);
         queues.push(queue);
         let router = router.clone();
@@ -146,9 +168,6 @@ pub(crate) async fn serve(
     }
     drop(listener);
     let _ = stop.send(true);
-    for tick in ticks {
-        tick.abort();
-    }
     let mut outcome = Ok(());
     for server in servers {
         let served = server
