@@ -723,7 +723,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_write_after_a_quiet_gap_is_committed_by_its_caller() {
+    fn a_lone_write_after_a_quiet_gap_may_be_committed_by_its_caller() {
         let committer = committer();
         assert!(committer.quiet());
     }
