@@ -4,7 +4,7 @@
 
 use sagaflow_core::{Event, EventKind, Payload, Phase, SagaStatus};
 use sagaflow_store::sqlite::{SqliteConfig, SqliteStore};
-use sagaflow_store::{AppendBatch, Store};
+use sagaflow_store::{AppendBatch, StartOutcome, Store};
 
 /// The schema as versions 1 and 2 left it: one `events` row per event, keyed by the saga's id.
 const SCHEMA_V2: &str = r#"
@@ -125,4 +125,63 @@ async fn a_version_2_journal_keeps_its_sagas_and_events_in_order() {
     assert_eq!(store.purge_finished(1_000_000, 10).await.unwrap(), 1);
     assert!(store.get_saga("saga-f").await.unwrap().is_none());
     store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrated_journal_keeps_idempotency_keys_unique_and_looks_them_up_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(sagaflow_store::sqlite::JOURNAL_FILE);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_V2).unwrap();
+        conn.execute(
+            "INSERT INTO sagas (id, definition, version, status, created_at_ms, updated_at_ms, \
+             idempotency_key, request_hash) \
+             VALUES ('saga-k', 'order', 1, 'completed', 1000, 1003, 'key-1', 'hash-1')",
+            [],
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    let found = store.find_idempotency_key("key-1").await.unwrap().unwrap();
+    assert_eq!(found.id, "saga-k");
+    // The same key again finds the migrated saga instead of starting a second one.
+    let mut again = sagaflow_store::conformance::new_saga("saga-k2", "order", 2_000);
+    again.record.idempotency_key = Some("key-1".into());
+    again.record.request_hash = Some("hash-1".into());
+    match store.start_saga(again).await.unwrap() {
+        StartOutcome::Existing(existing) => assert_eq!(existing.id, "saga-k"),
+        StartOutcome::Created => panic!("a second saga took a key already taken"),
+    }
+    // Sagas without a key are many, and none of them takes a place in the key's index.
+    for i in 0..3 {
+        let saga = sagaflow_store::conformance::new_saga(&format!("saga-{i}"), "order", 2_000);
+        assert_eq!(store.start_saga(saga).await.unwrap(), StartOutcome::Created);
+    }
+    store.close().await.unwrap();
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM sagas WHERE idempotency_key = 'key-1'",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("sagas_by_idempotency_key"), "{plan}");
+    let keyed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sagas INDEXED BY sagas_by_idempotency_key \
+             WHERE idempotency_key IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(keyed, 1);
+    // `AUTOINCREMENT` is gone, and with it the counter row that every start rewrote.
+    let counters: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_sequence", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(counters, 0);
 }

@@ -60,6 +60,41 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX journal_by_saga ON journal (saga_seq, seq);
     DROP TABLE events;
 "#,
+    // The `sagas` table rebuilt without two pages that every group commit with a start in it
+    // wrote to the WAL (one commit wrote ~14.6 pages: BENCHMARKS.md, session 9):
+    // - `AUTOINCREMENT` kept its high-water mark in `sqlite_sequence`, a row rewritten by every
+    //   start. A plain integer key takes the largest `seq` plus one, which differs only once the
+    //   newest sagas are purged (retention purges finished sagas older than a cut-off, with
+    //   their journal rows in the same transaction), and nothing refers to a purged `seq`;
+    // - the `UNIQUE` idempotency key indexed the NULL of every saga started without a key.
+    //   A partial index keeps the keys alone, with the same uniqueness.
+    // Every row keeps its `seq`, so the journal's `saga_seq` still points at it.
+    r#"
+    CREATE TABLE sagas_v4 (
+        seq             INTEGER PRIMARY KEY,
+        id              TEXT    NOT NULL UNIQUE,
+        definition      TEXT    NOT NULL,
+        version         INTEGER NOT NULL,
+        status          TEXT    NOT NULL,
+        created_at_ms   INTEGER NOT NULL,
+        updated_at_ms   INTEGER NOT NULL,
+        idempotency_key TEXT,
+        request_hash    TEXT
+    );
+    INSERT INTO sagas_v4 (seq, id, definition, version, status, created_at_ms, updated_at_ms,
+                          idempotency_key, request_hash)
+        SELECT seq, id, definition, version, status, created_at_ms, updated_at_ms,
+               idempotency_key, request_hash
+        FROM sagas ORDER BY seq;
+    DROP TABLE sagas;
+    ALTER TABLE sagas_v4 RENAME TO sagas;
+    CREATE UNIQUE INDEX sagas_by_idempotency_key ON sagas (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX sagas_by_status ON sagas (status, seq);
+    CREATE INDEX sagas_by_definition ON sagas (definition, seq);
+    CREATE INDEX sagas_finished_by_time ON sagas (updated_at_ms)
+        WHERE status IN ('completed', 'compensated');
+"#,
 ];
 
 /// Opens a connection with the settings every connection needs.
@@ -86,6 +121,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Error> {
         )));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        // A fresh journal runs them all in milliseconds; an old one may copy a table (version
+        // 4 rebuilt 1M sagas in ~10 s), during which the server is not ready yet: say so.
+        if applied > 0 {
+            tracing::info!(
+                from = index,
+                to = index + 1,
+                "migrating the journal's schema"
+            );
+        }
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;

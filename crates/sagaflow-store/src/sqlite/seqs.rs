@@ -3,7 +3,7 @@
 //! coordinator's CPU at `-c 64` (BENCHMARKS.md).
 //!
 //! A cache, never the truth: a saga it lacks is looked up in the table. What it holds must be
-//! committed, because a rolled-back `AUTOINCREMENT` hands its `seq` out again: entries are
+//! committed, because a rolled-back insert hands its `seq` out again: entries are
 //! staged while a transaction runs and kept only once it commits.
 
 use std::collections::HashMap;
