@@ -1,5 +1,6 @@
-//! `sagaflow bench`'s long scenarios, run tiny: the soak (memory over many sagas) and the
-//! restart with finished and unfinished sagas in the journal. Each runs the real binary with
+//! `sagaflow bench`'s long scenarios, run tiny: the soak (memory over many sagas), the
+//! restart with finished and unfinished sagas in the journal, and a load compared with
+//! `direct` over several rounds. Each runs the real binary with
 //! `--json` and checks that the report says what the scenario promises.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -65,6 +66,46 @@ fn restart_bench_fills_finished_sagas_and_times_each_restart() {
 }
 
 #[test]
+fn a_compared_run_alternates_direct_and_coordinator_rounds_and_reports_each() {
+    let report = bench(&[
+        "--compare-direct",
+        "--rounds",
+        "2",
+        "-c",
+        "4",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "400ms",
+    ]);
+    assert_eq!(report["errors"], 0, "{report}");
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{report}");
+    let rate = |v: &Value| v.as_f64().unwrap();
+    for round in rounds {
+        assert!(rate(&round["sagas_per_s"]) > 0.0, "{report}");
+        assert!(rate(&round["direct_sagas_per_s"]) > 0.0, "{report}");
+        let ratio = rate(&round["sagas_per_s"]) / rate(&round["direct_sagas_per_s"]);
+        assert!(
+            (rate(&round["ratio_to_direct"]) - ratio).abs() < 1e-9,
+            "{report}"
+        );
+    }
+    // Equal windows: the run's rate is the rounds' mean, and its ratio that of its two rates.
+    let mean = rounds.iter().map(|r| rate(&r["sagas_per_s"])).sum::<f64>() / 2.0;
+    assert!(
+        (rate(&report["sagas_per_s"]) - mean).abs() < 1e-6 * mean,
+        "{report}"
+    );
+    let ratio = rate(&report["sagas_per_s"]) / rate(&report["direct_sagas_per_s"]);
+    assert!(
+        (rate(&report["ratio_to_direct"]) - ratio).abs() < 1e-9,
+        "{report}"
+    );
+    assert!(rate(&report["cpu_s_per_saga"]) > 0.0, "{report}");
+}
+
+#[test]
 fn the_long_scenarios_refuse_nonsense() {
     for args in [
         &["--soak", "0"][..],
@@ -72,6 +113,9 @@ fn the_long_scenarios_refuse_nonsense() {
         &["--restart-finished", "10", "--restart-unfinished", "0"],
         &["--restart-unfinished", "10"],
         &["--restart-finished", "10", "--soak", "100"],
+        &["--rounds", "2"],
+        &["--compare-direct", "--rounds", "0"],
+        &["--compare-direct", "--rounds", "21"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_sagaflow"))
             .arg("bench")

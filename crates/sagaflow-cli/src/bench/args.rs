@@ -42,6 +42,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub compare_direct: bool,
 
+    /// With `--compare-direct`: alternate the `direct` and coordinator loads this many times
+    /// (each its own warm-up and duration, one coordinator throughout), so that a host whose
+    /// speed drifts between minutes moves both sides of the ratio alike. The figures are over
+    /// all rounds; the JSON lists each round's too.
+    #[arg(long, default_value_t = 1, requires = "compare_direct")]
+    pub rounds: usize,
+
     /// Instead of a load: start this many sagas whose first step never answers (parked), report
     /// the coordinator's memory with them all in flight, then `kill -9` it and time the restart
     /// until `/readyz`.

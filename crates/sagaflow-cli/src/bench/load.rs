@@ -114,6 +114,12 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// Adds a later window's samples to these: the rate is then over both windows.
+    pub fn absorb(&mut self, other: Samples) {
+        self.window += other.window;
+        self.merge(other);
+    }
+
     fn merge(&mut self, other: Samples) {
         self.latencies_us.extend(other.latencies_us);
         self.errors += other.errors;

@@ -52,6 +52,19 @@ pub struct Report {
     pub machine_idle_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub machine_steal_pct: Option<f64>,
+    /// With `--rounds` above 1: each round's rates; the figures above are over all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<Vec<RoundReport>>,
+}
+
+/// One round of `--compare-direct --rounds N`: its `direct` load, then the coordinator's.
+#[derive(Debug, Serialize)]
+pub struct RoundReport {
+    pub sagas_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_sagas_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_direct: Option<f64>,
 }
 
 impl Report {
@@ -61,7 +74,13 @@ impl Report {
             ("workload".into(), self.workload.clone()),
             ("mode".into(), self.mode.clone()),
             ("store".into(), self.store.clone()),
-            ("measured".into(), format!("{:.1} s", self.duration_s)),
+            (
+                "measured".into(),
+                match &self.rounds {
+                    Some(rounds) => format!("{} rounds of {:.1} s", rounds.len(), self.duration_s),
+                    None => format!("{:.1} s", self.duration_s),
+                },
+            ),
             ("sagas".into(), self.sagas.to_string()),
             ("sagas/s".into(), format!("{:.0}", self.sagas_per_s)),
             ("steps/s".into(), format!("{:.0}", self.steps_per_s)),
@@ -119,6 +138,13 @@ impl Report {
                 .zip(self.machine_steal_pct)
                 .map(|(idle, steal)| format!("idle {idle:.1} %  steal {steal:.1} %")),
         );
+        for (i, round) in self.rounds.iter().flatten().enumerate() {
+            let mut line = format!("{:.0} sagas/s", round.sagas_per_s);
+            if let (Some(direct), Some(ratio)) = (round.direct_sagas_per_s, round.ratio_to_direct) {
+                line.push_str(&format!("  direct {direct:.0}  ratio {ratio:.2}"));
+            }
+            rows.push((format!("round {}", i + 1), line));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         rows.iter()
             .map(|(k, v)| format!("{k:<width$}  {v}\n"))

@@ -7,7 +7,7 @@ use super::args::{Baseline, BenchArgs};
 use super::children;
 use super::load::{self, Op, Samples};
 use super::parked::ParkedReport;
-use super::report::Report;
+use super::report::{Report, RoundReport};
 use super::restart::RestartReport;
 use super::soak::SoakReport;
 use crate::error::Error;
@@ -17,6 +17,8 @@ const SOAK_SAGAS_MIN: u64 = 10;
 const SOAK_SAGAS_MAX: u64 = 1_000_000_000;
 /// Finished sagas the restart bench writes at most (about 2 KB of journal each).
 const RESTART_FINISHED_MAX: u64 = 100_000_000;
+/// Rounds of `--compare-direct` at most: each is two loads of `--warmup` + `--duration`.
+const ROUNDS_MAX: usize = 20;
 
 /// Runs `sagaflow bench` and prints its report.
 pub fn run(args: BenchArgs) -> Result<String, Error> {
@@ -28,6 +30,11 @@ pub fn run(args: BenchArgs) -> Result<String, Error> {
     }
     if args.duration.is_zero() {
         return Err(Error::Input("--duration must be above 0".into()));
+    }
+    if args.rounds == 0 || args.rounds > ROUNDS_MAX {
+        return Err(Error::Input(format!(
+            "--rounds must be between 1 and {ROUNDS_MAX}"
+        )));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,23 +107,27 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         .build()
         .map_err(|e| Error::Other(format!("cannot build an HTTP client: {e}")))?;
 
-    let direct = if args.baseline == Some(Baseline::Direct) || args.compare_direct {
+    let direct_op = (args.baseline == Some(Baseline::Direct) || args.compare_direct).then(|| {
         let urls = args
             .workload
             .direct_paths()
             .into_iter()
             .map(|p| format!("{participant}{p}"))
             .collect();
-        Some(drive(args, Arc::new(Op::direct(http.clone(), urls))).await)
-    } else {
-        None
-    };
-    if args.baseline == Some(Baseline::Direct) {
-        let mut samples = direct.unwrap_or_default();
+        Arc::new(Op::direct(http.clone(), urls))
+    });
+    if let (Some(Baseline::Direct), Some(op)) = (args.baseline, &direct_op) {
+        let mut samples = drive(args, Arc::clone(op)).await;
         let mut report = base_report(args, &mut samples, "direct");
         report.store = "none".into();
         return Ok(report);
     }
+    // A single round measures `direct` before the coordinator exists, as it always did; with
+    // several, the coordinator (idle meanwhile) stays up between its loads.
+    let mut direct_first = match (&direct_op, args.rounds) {
+        (Some(op), 1) => Some(drive(args, Arc::clone(op)).await),
+        _ => None,
+    };
 
     let Coordinator {
         _temp,
@@ -126,51 +137,111 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         op,
         fsync_ms,
     } = Coordinator::start(args, &http, &participant).await?;
-    // Read the coordinator's counters when the measured window opens and closes.
-    let probe = tokio::spawn(probe_window(
-        http.clone(),
-        base.clone(),
-        coordinator.pid(),
-        args.warmup,
-        args.duration,
-    ));
-    let mut samples = drive(args, op).await;
-    let (before, after) = probe
-        .await
-        .map_err(|e| Error::Other(format!("the probe failed: {e}")))?;
+    let mut samples = Samples::default();
+    let mut direct_samples = direct_op.as_ref().map(|_| Samples::default());
+    let mut window = Window::default();
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for _ in 0..args.rounds {
+        let direct = match (direct_first.take(), &direct_op) {
+            (Some(first), _) => Some(first),
+            (None, Some(op)) => Some(drive(args, Arc::clone(op)).await),
+            (None, None) => None,
+        };
+        // Read the coordinator's counters when the measured window opens and closes.
+        let probe = tokio::spawn(probe_window(
+            http.clone(),
+            base.clone(),
+            coordinator.pid(),
+            args.warmup,
+            args.duration,
+        ));
+        let round = drive(args, Arc::clone(&op)).await;
+        let (before, after) = probe
+            .await
+            .map_err(|e| Error::Other(format!("the probe failed: {e}")))?;
+        window.add(&before, &after, round.latencies_us.len());
+        let rate = round.per_second();
+        let direct_rate = direct.as_ref().map(Samples::per_second);
+        rounds.push(RoundReport {
+            sagas_per_s: rate,
+            direct_sagas_per_s: direct_rate,
+            ratio_to_direct: direct_rate.map(|d| rate / d.max(1e-9)),
+        });
+        samples.absorb(round);
+        if let (Some(all), Some(direct)) = (direct_samples.as_mut(), direct) {
+            all.absorb(direct);
+        }
+    }
     let mut report = base_report(args, &mut samples, "coordinator");
     report.fsync_p50_ms = fsync_ms.map(|(p50, _)| p50);
     report.fsync_p99_ms = fsync_ms.map(|(_, p99)| p99);
-    let sagas = samples.latencies_us.len().max(1) as f64;
-    report.cpu_s_per_saga = after.cpu_s.zip(before.cpu_s).map(|(a, b)| (a - b) / sagas);
-    if let Some((idle, steal)) = before
-        .machine
-        .zip(after.machine)
-        .and_then(|(b, a)| super::host::shares(b, a))
-    {
-        report.machine_idle_pct = Some(idle);
-        report.machine_steal_pct = Some(steal);
+    report.cpu_s_per_saga = window.cpu_s.map(|cpu| cpu / window.sagas.max(1) as f64);
+    if window.machine_rounds > 0 {
+        report.machine_idle_pct = Some(window.idle_pct / window.machine_rounds as f64);
+        report.machine_steal_pct = Some(window.steal_pct / window.machine_rounds as f64);
     }
     report.rss_peak_mb = children::rss_peak_mb(coordinator.pid());
-    let started = after.sagas_started.max(1.0);
-    report.journal_bytes_per_saga = Some(children::dir_bytes(&data_dir) as f64 / started);
-    let commits = after.journal_commits - before.journal_commits;
-    if commits > 0.0 {
-        report.events_per_durable_write =
-            Some((after.journal_events - before.journal_events) / commits);
+    report.journal_bytes_per_saga =
+        Some(children::dir_bytes(&data_dir) as f64 / window.sagas_started.max(1.0));
+    if window.commits > 0.0 {
+        report.events_per_durable_write = Some(window.events / window.commits);
     }
-    if let Some(mut direct) = direct {
+    if let Some(mut direct) = direct_samples {
         let direct_rate = direct.per_second();
         report.direct_sagas_per_s = Some(direct_rate);
         report.ratio_to_direct = Some(report.sagas_per_s / direct_rate.max(1e-9));
         report.direct_p50_ms = Some(direct.quantile_ms(0.5));
         report.direct_p99_ms = Some(direct.quantile_ms(0.99));
     }
+    if args.rounds > 1 {
+        report.rounds = Some(rounds);
+    }
     coordinator.stop();
     if report.sagas == 0 {
         return Err(Error::Other(no_saga_finished(args, &report)));
     }
     Ok(report)
+}
+
+/// The coordinator's counters summed over the measured windows of every round.
+#[derive(Default)]
+struct Window {
+    /// `None` once a round could not read the coordinator's CPU time.
+    cpu_s: Option<f64>,
+    sagas: usize,
+    idle_pct: f64,
+    steal_pct: f64,
+    machine_rounds: usize,
+    /// The latest reading: the journal's size is divided by every saga started so far.
+    sagas_started: f64,
+    commits: f64,
+    events: f64,
+    rounds: usize,
+}
+
+impl Window {
+    fn add(&mut self, before: &Counters, after: &Counters, sagas: usize) {
+        let cpu = after.cpu_s.zip(before.cpu_s).map(|(a, b)| a - b);
+        self.cpu_s = match (self.rounds, self.cpu_s, cpu) {
+            (0, _, cpu) => cpu,
+            (_, Some(sum), Some(cpu)) => Some(sum + cpu),
+            _ => None,
+        };
+        self.rounds += 1;
+        self.sagas += sagas;
+        if let Some((idle, steal)) = before
+            .machine
+            .zip(after.machine)
+            .and_then(|(b, a)| super::host::shares(b, a))
+        {
+            self.idle_pct += idle;
+            self.steal_pct += steal;
+            self.machine_rounds += 1;
+        }
+        self.sagas_started = after.sagas_started;
+        self.commits += after.journal_commits - before.journal_commits;
+        self.events += after.journal_events - before.journal_events;
+    }
 }
 
 /// Why a run measured nothing, as one line: a rate of zero is no figure to report.
@@ -300,6 +371,7 @@ fn base_report(args: &BenchArgs, samples: &mut Samples, mode: &str) -> Report {
         fsync_p99_ms: None,
         machine_idle_pct: None,
         machine_steal_pct: None,
+        rounds: None,
     }
 }
 
