@@ -164,8 +164,8 @@ async fn a_migrated_journal_keeps_idempotency_keys_unique_and_looks_them_up_by_i
     let conn = rusqlite::Connection::open(&path).unwrap();
     let plan: String = conn
         .query_row(
-            "EXPLAIN QUERY PLAN SELECT id FROM sagas WHERE idempotency_key = 'key-1'",
-            [],
+            "EXPLAIN QUERY PLAN SELECT id FROM sagas WHERE idempotency_key = ?1",
+            ["key-1"],
             |row| row.get(3),
         )
         .unwrap();
