@@ -175,7 +175,7 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
     let mut report = base_report(args, &mut samples, "coordinator");
     report.fsync_p50_ms = fsync_ms.map(|(p50, _)| p50);
     report.fsync_p99_ms = fsync_ms.map(|(_, p99)| p99);
-    report.cpu_s_per_saga = window.cpu_s.map(|cpu| cpu / window.sagas.max(1) as f64);
+    report.cpu_s_per_saga = (!window.cpu_unread).then(|| window.cpu_s / window.sagas.max(1) as f64);
     if window.machine_rounds > 0 {
         report.machine_idle_pct = Some(window.idle_pct / window.machine_rounds as f64);
         report.machine_steal_pct = Some(window.steal_pct / window.machine_rounds as f64);
@@ -206,8 +206,9 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
 /// The coordinator's counters summed over the measured windows of every round.
 #[derive(Default)]
 struct Window {
-    /// `None` once a round could not read the coordinator's CPU time.
-    cpu_s: Option<f64>,
+    cpu_s: f64,
+    /// A round could not read the coordinator's CPU time: no CPU figure then.
+    cpu_unread: bool,
     sagas: usize,
     idle_pct: f64,
     steal_pct: f64,
@@ -216,18 +217,14 @@ struct Window {
     sagas_started: f64,
     commits: f64,
     events: f64,
-    rounds: usize,
 }
 
 impl Window {
     fn add(&mut self, before: &Counters, after: &Counters, sagas: usize) {
-        let cpu = after.cpu_s.zip(before.cpu_s).map(|(a, b)| a - b);
-        self.cpu_s = match (self.rounds, self.cpu_s, cpu) {
-            (0, _, cpu) => cpu,
-            (_, Some(sum), Some(cpu)) => Some(sum + cpu),
-            _ => None,
-        };
-        self.rounds += 1;
+        match after.cpu_s.zip(before.cpu_s) {
+            Some((after, before)) => self.cpu_s += after - before,
+            None => self.cpu_unread = true,
+        }
         self.sagas += sagas;
         if let Some((idle, steal)) = before
             .machine
