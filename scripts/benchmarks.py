@@ -79,6 +79,50 @@ def rounds_table(all_rounds):
     return "\n".join(lines)
 
 
+def cpu_table(all_rounds):
+    """Where the CPU goes: each process's CPU and context switches per saga, medians over the rounds."""
+    lines = [
+        "| scenario | coordinator µs/saga (switches) | participant | load generator | all µs/saga "
+        "| direct: participant | direct: load generator | direct: all µs/saga | CPU ratio | sagas/s ratio "
+        "| thread wake-up round trip µs (CPU µs) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def med(rounds, *path):
+        values = []
+        for r in rounds:
+            value = r
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, (int, float)):
+                values.append(value)
+        return statistics.median(values) if values else None
+
+    def share(rounds, group, name):
+        cpu, switches = med(rounds, group, name, "cpu_s_per_saga"), med(rounds, group, name, "switches_per_saga")
+        if cpu is None or switches is None:
+            return "–"
+        return f"{cpu * 1e6:,.0f} ({switches:.2f})"
+
+    def total(rounds, group):
+        sums = [sum(s["cpu_s_per_saga"] for s in r[group].values()) for r in rounds if r.get(group)]
+        return fmt(statistics.median(sums) * 1e6) if sums else "–"
+
+    for label, rounds in all_rounds:
+        if not any(r.get("processes") for r in rounds):
+            continue
+        wake, wake_cpu = med(rounds, "wake_round_trip_us"), med(rounds, "wake_round_trip_cpu_us")
+        lines.append(
+            f"| {label} | {share(rounds, 'processes', 'coordinator')} "
+            f"| {share(rounds, 'processes', 'participant')} | {share(rounds, 'processes', 'load_generator')} "
+            f"| {total(rounds, 'processes')} | {share(rounds, 'direct_processes', 'participant')} "
+            f"| {share(rounds, 'direct_processes', 'load_generator')} | {total(rounds, 'direct_processes')} "
+            f"| {fmt(med(rounds, 'cpu_ratio_to_direct'), 2)} | {fmt(med(rounds, 'ratio_to_direct'), 2)} "
+            f"| {fmt(wake, 1)} ({fmt(wake_cpu, 1)}) |"
+        )
+    return "\n".join(lines)
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -197,7 +241,8 @@ def main():
     block = (f"<!-- figures:begin -->\nMeasured {stamp} on {machine()}"
              f"{' (quick run: shorter windows)' if QUICK else ''}; "
              f"{'one round' if ROUNDS == 1 else f'medians of {ROUNDS} rounds'} per load scenario.\n\n"
-             f"{table(results)}\n\n{rounds_table(all_rounds)}\n\n{parked_table(parked)}\n\n"
+             f"{table(results)}\n\n{rounds_table(all_rounds)}\n\n{cpu_table(all_rounds)}\n\n"
+             f"{parked_table(parked)}\n\n"
              f"{soak_table(soak)}\n\n{restart_table(restart)}\n<!-- figures:end -->")
     path = os.path.join(ROOT, "BENCHMARKS.md")
     with open(path) as f:
@@ -208,6 +253,7 @@ def main():
         f.write(text)
     print(table(results))
     print(rounds_table(all_rounds))
+    print(cpu_table(all_rounds))
     print(soak_table(soak))
     print(restart_table(restart))
 

@@ -103,6 +103,40 @@ fn a_compared_run_alternates_direct_and_coordinator_rounds_and_reports_each() {
         "{report}"
     );
     assert!(rate(&report["cpu_s_per_saga"]) > 0.0, "{report}");
+    // Where the CPU went: every process of each load, the coordinator's share being the
+    // figure above, and the CPU ratio that of the two loads' sums.
+    let total = |processes: &Value, names: &[&str]| -> f64 {
+        let map = processes.as_object().unwrap();
+        assert_eq!(map.len(), names.len(), "{report}");
+        names
+            .iter()
+            .map(|name| {
+                let share = &map[*name];
+                // CPU time is read in ticks of 10 ms: a short window may see none of one.
+                assert!(rate(&share["cpu_s_per_saga"]) >= 0.0, "{report}");
+                assert!(rate(&share["switches_per_saga"]) > 0.0, "{report}");
+                rate(&share["cpu_s_per_saga"])
+            })
+            .sum()
+    };
+    let run = total(
+        &report["processes"],
+        &["coordinator", "participant", "load_generator"],
+    );
+    let direct = total(
+        &report["direct_processes"],
+        &["participant", "load_generator"],
+    );
+    assert_eq!(
+        report["processes"]["coordinator"]["cpu_s_per_saga"], report["cpu_s_per_saga"],
+        "{report}"
+    );
+    assert!(
+        (rate(&report["cpu_ratio_to_direct"]) - direct / run).abs() < 1e-9,
+        "{report}"
+    );
+    assert!(rate(&report["wake_round_trip_us"]) > 0.0, "{report}");
+    assert!(rate(&report["wake_round_trip_cpu_us"]) > 0.0, "{report}");
 }
 
 #[test]

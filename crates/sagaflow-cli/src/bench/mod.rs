@@ -8,6 +8,7 @@ mod host;
 mod load;
 mod parked;
 mod participant;
+mod procs;
 mod report;
 mod restart;
 mod run;

@@ -1,6 +1,10 @@
 //! What the bench reports, as a table or one JSON object.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use super::procs::ProcessShare;
 
 /// One run's figures.
 #[derive(Debug, Serialize)]
@@ -52,6 +56,23 @@ pub struct Report {
     pub machine_idle_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub machine_steal_pct: Option<f64>,
+    /// Two threads waking each other in turn, timed before the run: wall and CPU time of one
+    /// round trip (two wake-ups), in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_round_trip_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_round_trip_cpu_us: Option<f64>,
+    /// Each process of the run (`coordinator`, `participant`, `load_generator`): its CPU and
+    /// context switches per saga over the measured windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<BTreeMap<String, ProcessShare>>,
+    /// The same for the `direct` baseline's processes (`participant`, `load_generator`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_processes: Option<BTreeMap<String, ProcessShare>>,
+    /// The CPU per saga of all of `direct`'s processes over all of the run's: on a machine
+    /// that the load keeps busy, `ratio_to_direct` follows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ratio_to_direct: Option<f64>,
     /// With `--rounds` above 1: each round's rates; the figures above are over all of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounds: Option<Vec<RoundReport>>,
@@ -68,6 +89,11 @@ pub struct RoundReport {
 }
 
 impl Report {
+    pub fn set_wake(&mut self, wake_us: Option<(f64, f64)>) {
+        self.wake_round_trip_us = wake_us.map(|(wall, _)| wall);
+        self.wake_round_trip_cpu_us = wake_us.map(|(_, cpu)| cpu);
+    }
+
     /// The report as aligned lines.
     pub fn table(&self) -> String {
         let mut rows: Vec<(String, String)> = vec![
@@ -137,6 +163,38 @@ impl Report {
             self.machine_idle_pct
                 .zip(self.machine_steal_pct)
                 .map(|(idle, steal)| format!("idle {idle:.1} %  steal {steal:.1} %")),
+        );
+        optional(
+            "thread wake-up",
+            self.wake_round_trip_us
+                .zip(self.wake_round_trip_cpu_us)
+                .map(|(wall, cpu)| {
+                    format!("round trip {wall:.1} us, {cpu:.1} us of CPU  (before the run)")
+                }),
+        );
+        let per_process = |shares: &Option<BTreeMap<String, ProcessShare>>| {
+            shares.as_ref().map(|shares| {
+                shares
+                    .iter()
+                    .map(|(name, share)| {
+                        format!(
+                            "{name} {:.0} us {:.2} sw",
+                            share.cpu_s_per_saga * 1e6,
+                            share.switches_per_saga
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            })
+        };
+        optional("cpu, switches/saga", per_process(&self.processes));
+        optional(
+            "direct cpu, switches/saga",
+            per_process(&self.direct_processes),
+        );
+        optional(
+            "cpu ratio to direct",
+            self.cpu_ratio_to_direct.map(|v| format!("{v:.2}")),
         );
         for (i, round) in self.rounds.iter().flatten().enumerate() {
             let mut line = format!("{:.0} sagas/s", round.sagas_per_s);

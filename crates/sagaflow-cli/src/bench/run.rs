@@ -7,6 +7,7 @@ use super::args::{Baseline, BenchArgs};
 use super::children;
 use super::load::{self, Op, Samples};
 use super::parked::ParkedReport;
+use super::procs::{self, Processes};
 use super::report::{Report, RoundReport};
 use super::restart::RestartReport;
 use super::soak::SoakReport;
@@ -98,7 +99,14 @@ fn output<R: serde::Serialize>(
 }
 
 async fn bench(args: &BenchArgs) -> Result<Report, Error> {
-    let (_participant, participant_addr) = children::participant()?;
+    // Timed first, while nothing of the run is busy yet.
+    let wake_us = super::host::wake_round_trip_us();
+    let (participant_process, participant_addr) = children::participant()?;
+    let me = std::process::id();
+    let mut direct_processes = Processes::new(&[
+        ("participant", participant_process.pid()),
+        ("load_generator", me),
+    ]);
     let participant = format!("http://{participant_addr}");
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -117,15 +125,20 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         Arc::new(Op::direct(http.clone(), urls))
     });
     if let (Some(Baseline::Direct), Some(op)) = (args.baseline, &direct_op) {
-        let mut samples = drive(args, Arc::clone(op)).await;
+        let mut samples =
+            drive_measured(args, &http, Arc::clone(op), &mut direct_processes).await?;
         let mut report = base_report(args, &mut samples, "direct");
         report.store = "none".into();
+        report.processes = direct_processes.shares(samples.latencies_us.len());
+        report.set_wake(wake_us);
         return Ok(report);
     }
     // A single round measures `direct` before the coordinator exists, as it always did; with
     // several, the coordinator (idle meanwhile) stays up between its loads.
     let mut direct_first = match (&direct_op, args.rounds) {
-        (Some(op), 1) => Some(drive(args, Arc::clone(op)).await),
+        (Some(op), 1) => {
+            Some(drive_measured(args, &http, Arc::clone(op), &mut direct_processes).await?)
+        }
         _ => None,
     };
 
@@ -137,6 +150,11 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         op,
         fsync_ms,
     } = Coordinator::start(args, &http, &participant).await?;
+    let mut run_processes = Processes::new(&[
+        ("coordinator", coordinator.pid()),
+        ("participant", participant_process.pid()),
+        ("load_generator", me),
+    ]);
     let mut samples = Samples::default();
     let mut direct_samples = direct_op.as_ref().map(|_| Samples::default());
     let mut window = Window::default();
@@ -144,14 +162,16 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
     for _ in 0..args.rounds {
         let direct = match (direct_first.take(), &direct_op) {
             (Some(first), _) => Some(first),
-            (None, Some(op)) => Some(drive(args, Arc::clone(op)).await),
+            (None, Some(op)) => {
+                Some(drive_measured(args, &http, Arc::clone(op), &mut direct_processes).await?)
+            }
             (None, None) => None,
         };
         // Read the coordinator's counters when the measured window opens and closes.
         let probe = tokio::spawn(probe_window(
             http.clone(),
-            base.clone(),
-            coordinator.pid(),
+            Some(base.clone()),
+            run_processes.pids(),
             args.warmup,
             args.duration,
         ));
@@ -160,6 +180,7 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
             .await
             .map_err(|e| Error::Other(format!("the probe failed: {e}")))?;
         window.add(&before, &after, round.latencies_us.len());
+        run_processes.add(&before.processes, &after.processes);
         let rate = round.per_second();
         let direct_rate = direct.as_ref().map(Samples::per_second);
         rounds.push(RoundReport {
@@ -180,6 +201,8 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         report.machine_idle_pct = Some(window.idle_pct / window.machine_rounds as f64);
         report.machine_steal_pct = Some(window.steal_pct / window.machine_rounds as f64);
     }
+    report.set_wake(wake_us);
+    report.processes = run_processes.shares(window.sagas);
     report.rss_peak_mb = children::rss_peak_mb(coordinator.pid());
     report.journal_bytes_per_saga =
         Some(children::dir_bytes(&data_dir) as f64 / window.sagas_started.max(1.0));
@@ -192,6 +215,11 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
         report.ratio_to_direct = Some(report.sagas_per_s / direct_rate.max(1e-9));
         report.direct_p50_ms = Some(direct.quantile_ms(0.5));
         report.direct_p99_ms = Some(direct.quantile_ms(0.99));
+        report.direct_processes = direct_processes.shares(direct.latencies_us.len());
+    }
+    if let (Some(run), Some(direct)) = (&report.processes, &report.direct_processes) {
+        report.cpu_ratio_to_direct =
+            Some(procs::total_cpu_s_per_saga(direct) / procs::total_cpu_s_per_saga(run).max(1e-12));
     }
     if args.rounds > 1 {
         report.rounds = Some(rounds);
@@ -259,6 +287,28 @@ fn no_saga_finished(args: &BenchArgs, report: &Report) -> String {
         );
     }
     message
+}
+
+/// Drives a load with its processes' counters read when the measured window opens and closes.
+async fn drive_measured(
+    args: &BenchArgs,
+    http: &reqwest::Client,
+    op: Arc<Op>,
+    processes: &mut Processes,
+) -> Result<Samples, Error> {
+    let probe = tokio::spawn(probe_window(
+        http.clone(),
+        None,
+        processes.pids(),
+        args.warmup,
+        args.duration,
+    ));
+    let samples = drive(args, op).await;
+    let (before, after) = probe
+        .await
+        .map_err(|e| Error::Other(format!("the probe failed: {e}")))?;
+    processes.add(&before.processes, &after.processes);
+    Ok(samples)
 }
 
 async fn drive(args: &BenchArgs, op: Arc<Op>) -> Samples {
@@ -368,6 +418,11 @@ fn base_report(args: &BenchArgs, samples: &mut Samples, mode: &str) -> Report {
         fsync_p99_ms: None,
         machine_idle_pct: None,
         machine_steal_pct: None,
+        wake_round_trip_us: None,
+        wake_round_trip_cpu_us: None,
+        processes: None,
+        direct_processes: None,
+        cpu_ratio_to_direct: None,
         rounds: None,
     }
 }
@@ -379,25 +434,37 @@ struct Counters {
     sagas_started: f64,
     journal_commits: f64,
     journal_events: f64,
+    /// The run's processes, in the order of the pids probed.
+    processes: Vec<procs::ProcCounters>,
 }
 
+/// Reads the counters when the measured window opens and closes: the processes `pids` (the
+/// first is the coordinator, when `base` names one) and the coordinator's metrics.
 async fn probe_window(
     http: reqwest::Client,
-    base: String,
-    pid: u32,
+    base: Option<String>,
+    pids: Vec<u32>,
     warmup: Duration,
     duration: Duration,
 ) -> (Counters, Counters) {
     tokio::time::sleep(warmup).await;
-    let before = counters(&http, &base, pid).await;
+    let before = counters(&http, base.as_deref(), &pids).await;
     tokio::time::sleep(duration).await;
-    let after = counters(&http, &base, pid).await;
+    let after = counters(&http, base.as_deref(), &pids).await;
     (before, after)
 }
 
-async fn counters(http: &reqwest::Client, base: &str, pid: u32) -> Counters {
-    let cpu_s = children::cpu_seconds(pid);
+async fn counters(http: &reqwest::Client, base: Option<&str>, pids: &[u32]) -> Counters {
+    let processes = procs::read_all(pids);
     let machine = super::host::cpu_times();
+    let Some(base) = base else {
+        return Counters {
+            machine,
+            processes,
+            ..Counters::default()
+        };
+    };
+    let cpu_s = processes.first().and_then(procs::ProcCounters::cpu_s);
     let text = match http.get(format!("{base}/metrics")).send().await {
         Ok(response) => response.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -405,6 +472,7 @@ async fn counters(http: &reqwest::Client, base: &str, pid: u32) -> Counters {
     Counters {
         cpu_s,
         machine,
+        processes,
         sagas_started: metric(&text, "sagaflow_sagas_started_total"),
         journal_commits: metric(&text, "sagaflow_journal_commits_total"),
         journal_events: metric(&text, "sagaflow_journal_events_total"),
