@@ -124,3 +124,79 @@ async fn a_burst_of_writes_shares_commits() {
         stats.commits
     );
 }
+
+/// No commit checkpoints the WAL (a lone write's caller is an event loop); the checkpointer's
+/// thread does, beside the commits, and holds them once the WAL is long, so that under writes
+/// that never pause the WAL still starts over instead of growing without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_writes_that_never_pause() {
+    use sagaflow_core::{Event, EventKind, Phase, SagaStatus};
+    const WRITERS: usize = 8;
+    const PAGES_MAX: i64 = 1024;
+    const PAGE: u64 = 4096;
+    // Each commit adds at least two pages to the WAL (a journal row and its saga's row live in
+    // two b-trees; ~6 here): this many would make a WAL of 50 MB (~200 MB here), well past
+    // what is asserted below, if it never started over.
+    const COMMITS: u64 = 6 * PAGES_MAX as u64;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = SqliteConfig {
+        wal_pages_max: PAGES_MAX,
+        ..SqliteConfig::default()
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), config).expect("open the journal"));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let id = format!("saga-{w}");
+                store
+                    .start_saga(conformance::new_saga(&id, "place-order", 1))
+                    .await
+                    .expect("start");
+                for n in 0.. {
+                    if store.stats().commits >= COMMITS {
+                        break;
+                    }
+                    let event = Event {
+                        at_ms: n,
+                        kind: EventKind::AttemptStarted {
+                            step: 0,
+                            phase: Phase::Action,
+                            attempt: 1,
+                        },
+                    };
+                    store
+                        .append(sagaflow_store::AppendBatch {
+                            saga_id: id.clone(),
+                            events: vec![event],
+                            status: SagaStatus::Running,
+                            updated_at_ms: n,
+                            fence: None,
+                        })
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("a writer");
+    }
+    let wal = std::fs::metadata(dir.path().join("journal.sqlite3-wal"))
+        .expect("the WAL")
+        .len();
+    // The bound, and what commits add past it before the checkpointer's next pass (50 ms
+    // later, and later still on a busy machine): ~800 pages here, ~2,300 with the workspace's
+    // other tests beside it.
+    assert!(
+        wal <= 8 * PAGES_MAX as u64 * PAGE,
+        "a WAL of {wal} bytes after {} commits",
+        store.stats().commits
+    );
+    // Checkpoints moved the pages into the database file.
+    let db = std::fs::metadata(dir.path().join("journal.sqlite3"))
+        .expect("the database file")
+        .len();
+    assert!(db > 2 * PAGE, "a database file of {db} bytes");
+}

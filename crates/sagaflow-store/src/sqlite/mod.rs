@@ -1,5 +1,6 @@
 //! The embedded SQLite backend.
 
+mod checkpoint;
 mod read;
 mod schema;
 mod seqs;
@@ -16,6 +17,10 @@ pub struct SqliteConfig {
     pub queue_max: usize,
     /// Read connections (queries run beside the writer in WAL mode).
     pub readers_max: usize,
+    /// The WAL's length, in pages, past which the checkpointer holds commits for the
+    /// millisecond or two it takes to let the WAL start over (`checkpoint.rs`): the bound of
+    /// the WAL file under writes that never pause, give or take one checkpoint period's writes.
+    pub wal_pages_max: i64,
 }
 
 impl Default for SqliteConfig {
@@ -24,6 +29,7 @@ impl Default for SqliteConfig {
             batch_max: 1024,
             queue_max: 16 * 1024,
             readers_max: 4,
+            wal_pages_max: 4096,
         }
     }
 }

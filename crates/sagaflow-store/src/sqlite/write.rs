@@ -9,6 +9,7 @@ use std::time::Instant;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::read::{self, ReadPool};
 use super::seqs::Seqs;
 use super::{SqliteConfig, schema};
@@ -64,6 +65,8 @@ pub struct SqliteStore {
     requests: sender_slot::SenderSlot,
     readers: Arc<ReadPool>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Stopped once the writer has ended.
+    checkpointer: std::sync::Mutex<Option<Checkpointer>>,
 }
 
 /// A write that comes this long after the last commit ended, with no other in flight, is
@@ -82,14 +85,14 @@ const QUIET_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 const ALONE_COMMIT_MAX: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The writer's connection, and what it keeps beside it.
-struct Writer {
+pub(super) struct Writer {
     conn: Connection,
     seqs: Seqs,
 }
 
 /// The writer's connection, and the state that decides whether a write is committed by its
 /// caller or by the writer thread. All commits, from either, go through it.
-struct Committer {
+pub(super) struct Committer {
     writer: std::sync::Mutex<Writer>,
     stats: StatsCells,
     /// Writes submitted and not yet answered.
@@ -119,6 +122,19 @@ impl Committer {
             took_us: AtomicU64::new(0),
             lone: AtomicBool::new(true),
         }
+    }
+
+    /// Transactions committed so far.
+    pub(super) fn commits(&self) -> u64 {
+        self.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// The writer's connection, held: no commit runs until the guard is dropped. A poisoned
+    /// lock means a caller panicked mid-commit; SQLite rolled back what it did not commit.
+    pub(super) fn lock_writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn now_us(&self) -> u64 {
@@ -157,12 +173,7 @@ impl Committer {
     /// committing a lone write, for it to end).
     fn commit_queued(&self, batch: Vec<Request>) {
         self.lone.store(batch.len() == 1, Ordering::Relaxed);
-        // A poisoned lock means a caller panicked mid-commit; SQLite rolled back what it did
-        // not commit.
-        let mut writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut writer = self.lock_writer();
         self.commit(&mut writer, batch);
     }
 
@@ -219,8 +230,12 @@ impl SqliteStore {
     pub fn open_file(path: PathBuf, config: SqliteConfig) -> Result<SqliteStore, Error> {
         let mut conn = schema::open(&path)?;
         schema::migrate(&mut conn)?;
+        // The checkpointer's thread checkpoints, never a commit (`checkpoint.rs`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (tx, rx) = mpsc::channel(config.queue_max.max(1));
         let committer = Arc::new(Committer::new(conn));
+        let checkpointer =
+            Checkpointer::start(path.clone(), Arc::clone(&committer), config.wal_pages_max)?;
         let batch_max = config.batch_max.max(1);
         let writer = std::thread::Builder::new()
             .name("sagaflow-journal".into())
@@ -233,6 +248,7 @@ impl SqliteStore {
             requests: sender_slot::SenderSlot::new(tx),
             readers: Arc::new(ReadPool::new(path, config.readers_max.max(1))),
             writer: std::sync::Mutex::new(Some(writer)),
+            checkpointer: std::sync::Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -260,6 +276,9 @@ impl Drop for SqliteStore {
             && let Some(handle) = writer.take()
         {
             let _ = handle.join();
+        }
+        if let Ok(mut checkpointer) = self.checkpointer.lock() {
+            checkpointer.take();
         }
     }
 }
@@ -363,6 +382,12 @@ impl Store for SqliteStore {
                     .await
                     .map_err(|e| Error::Corrupt(format!("joining the writer: {e}")))?
                     .map_err(|_| Error::Corrupt("the journal writer panicked".into()))?;
+            }
+            let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+            if let Some(checkpointer) = checkpointer {
+                tokio::task::spawn_blocking(move || drop(checkpointer))
+                    .await
+                    .map_err(|e| Error::Corrupt(format!("joining the checkpointer: {e}")))?;
             }
             Ok(())
         })
