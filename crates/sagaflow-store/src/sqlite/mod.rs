@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod read;
+mod replies;
 mod schema;
 mod seqs;
 mod write;

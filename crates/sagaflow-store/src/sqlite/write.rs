@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
 use super::read::{self, ReadPool};
+use super::replies::{self, Route};
 use super::seqs::Seqs;
 use super::{SqliteConfig, schema};
 use crate::{
@@ -29,7 +30,7 @@ struct StatsCells {
     events: AtomicU64,
 }
 
-enum Request {
+pub(super) enum Request {
     PutDefinition {
         name: String,
         body: String,
@@ -165,24 +166,25 @@ impl Committer {
         let Ok(mut writer) = self.writer.try_lock() else {
             return Some(request);
         };
-        self.commit(&mut writer, vec![request]);
+        self.commit(&mut writer, vec![request], vec![None]);
         None
     }
 
     /// Commits a batch the writer thread took from its queue (waiting, if a caller is
     /// committing a lone write, for it to end).
-    fn commit_queued(&self, batch: Vec<Request>) {
-        self.lone.store(batch.len() == 1, Ordering::Relaxed);
+    fn commit_queued(&self, jobs: Vec<Job>) {
+        self.lone.store(jobs.len() == 1, Ordering::Relaxed);
+        let (batch, routes) = jobs.into_iter().unzip();
         let mut writer = self.lock_writer();
-        self.commit(&mut writer, batch);
+        self.commit(&mut writer, batch, routes);
     }
 
-    /// One transaction and one fsync for `batch`; answers every request of it and uncounts
-    /// them.
-    fn commit(&self, writer: &mut Writer, batch: Vec<Request>) {
+    /// One transaction and one fsync for `batch`; answers every request of it (along its
+    /// route, if it has one) and uncounts them.
+    fn commit(&self, writer: &mut Writer, batch: Vec<Request>, routes: Vec<Option<Route>>) {
         let count = batch.len();
         let began = self.now_us();
-        commit_batch(writer, batch, &self.stats);
+        commit_batch(writer, batch, routes, &self.stats);
         let ended = self.now_us();
         self.took_us
             .store(ended.saturating_sub(began), Ordering::Relaxed);
@@ -191,22 +193,25 @@ impl Committer {
     }
 }
 
+/// A request in the writer's queue, with where its answer goes.
+type Job = (Request, Option<Route>);
+
 /// A sender that `close` can take away, so the writer sees the channel end and stops.
 mod sender_slot {
     use std::sync::RwLock;
 
     use tokio::sync::mpsc;
 
-    use super::Request;
+    use super::Job;
 
-    pub(super) struct SenderSlot(RwLock<Option<mpsc::Sender<Request>>>);
+    pub(super) struct SenderSlot(RwLock<Option<mpsc::Sender<Job>>>);
 
     impl SenderSlot {
-        pub(super) fn new(sender: mpsc::Sender<Request>) -> SenderSlot {
+        pub(super) fn new(sender: mpsc::Sender<Job>) -> SenderSlot {
             SenderSlot(RwLock::new(Some(sender)))
         }
 
-        pub(super) fn get(&self) -> Option<mpsc::Sender<Request>> {
+        pub(super) fn get(&self) -> Option<mpsc::Sender<Job>> {
             self.0.read().ok().and_then(|s| s.clone())
         }
 
@@ -261,7 +266,7 @@ impl SqliteStore {
         let Some(request) = self.committer.commit_if_alone(make(reply)) else {
             return answer.await.map_err(|_| Error::Closed)?;
         };
-        if sender.send(request).await.is_err() {
+        if sender.send((request, Route::here())).await.is_err() {
             self.committer.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Closed);
         }
@@ -394,7 +399,7 @@ impl Store for SqliteStore {
     }
 }
 
-fn writer_loop(committer: &Committer, mut requests: mpsc::Receiver<Request>, batch_max: usize) {
+fn writer_loop(committer: &Committer, mut requests: mpsc::Receiver<Job>, batch_max: usize) {
     let mut batch = Vec::with_capacity(batch_max);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
@@ -408,8 +413,13 @@ fn writer_loop(committer: &Committer, mut requests: mpsc::Receiver<Request>, bat
     }
 }
 
-/// One transaction and one fsync for `batch`; answers every request of it.
-fn commit_batch(writer: &mut Writer, batch: Vec<Request>, stats: &StatsCells) {
+/// One transaction and one fsync for `batch`; answers every request of it, along `routes`.
+fn commit_batch(
+    writer: &mut Writer,
+    batch: Vec<Request>,
+    routes: Vec<Option<Route>>,
+    stats: &StatsCells,
+) {
     let request_count = batch.len() as u64;
     let event_count: u64 = batch
         .iter()
@@ -424,24 +434,22 @@ fn commit_batch(writer: &mut Writer, batch: Vec<Request>, stats: &StatsCells) {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.requests.fetch_add(request_count, Ordering::Relaxed);
             stats.events.fetch_add(event_count, Ordering::Relaxed);
-            for (request, written) in batch.into_iter().zip(written) {
-                answer(request, written);
-            }
+            replies::deliver(batch.into_iter().zip(written).zip(routes));
         }
         Err(message) => {
             tracing::error!(error = %message, "journal commit failed");
             // Every request is answered with the error, including those that went well:
             // dropping them would read as `Error::Closed`.
-            for request in batch {
+            replies::deliver(batch.into_iter().zip(routes).map(|(request, route)| {
                 let written = failed(&request, format!("commit failed: {message}"));
-                answer(request, written);
-            }
+                ((request, written), route)
+            }));
         }
     }
 }
 
 /// What one request wrote, to be answered once its transaction commits.
-enum Written {
+pub(super) enum Written {
     Definition(Result<(DefinitionRecord, bool), Error>),
     Start(Result<StartOutcome, Error>),
     Append(Result<(), Error>),
@@ -558,7 +566,7 @@ fn failed(request: &Request, message: String) -> Written {
 }
 
 /// Answers `request` with what it wrote (`execute` and `failed` keep their kinds equal).
-fn answer(request: Request, written: Written) {
+pub(super) fn answer(request: Request, written: Written) {
     match (request, written) {
         (Request::PutDefinition { reply, .. }, Written::Definition(r)) => {
             let _ = reply.send(r);
