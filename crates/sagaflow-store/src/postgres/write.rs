@@ -1,10 +1,11 @@
 //! The writer task: group commit of every write request into one transaction.
 //!
 //! A batch is run as pipelined rounds on one connection. The first round sends `BEGIN`, the
-//! writer's marker upsert, then `SAVEPOINT` / the request's one statement / `RELEASE` for every
-//! request, all before reading any answer. When a request's statement fails, the transaction is
-//! aborted from there on: its savepoint is rolled back and the requests after it are sent again
-//! in the next round. `COMMIT` is sent alone once every request has an answer, and the answers
+//! writer's marker upsert, then every request's one statement, all before reading any answer.
+//! Should a request's statement fail, the transaction is rolled back and the batch runs again
+//! with `SAVEPOINT` / the statement / `RELEASE` for every request; when a request fails then,
+//! the transaction is aborted from there on: its savepoint is rolled back and the requests
+//! after it are sent again in the next round. `COMMIT` is sent alone once every request has an answer, and the answers
 //! go out only after it.
 
 use std::future::Future;
@@ -559,7 +560,12 @@ struct Mark {
     at_ms: i64,
 }
 
-/// Runs a batch once: one transaction, each request in its own savepoint.
+/// Runs a batch once: one transaction. Its requests first go without savepoints (a
+/// `SAVEPOINT` and a `RELEASE` per request tripled the statements the server runs, and more
+/// than 64 subtransactions in one transaction overflow PostgreSQL's per-backend cache of them,
+/// which slows every snapshot taken meanwhile). Should a request fail alone, the transaction is
+/// rolled back and the batch runs again with each request in its own savepoint, so that the
+/// one that fails leaves the others be.
 async fn run_once(
     client: &Object,
     statements: &Statements,
@@ -586,24 +592,33 @@ async fn run_once(
         .collect();
     fenced.sort_unstable();
     fenced.dedup();
-    let mut prefix = vec![
-        simple(client, "BEGIN"),
-        prepared(
-            client,
-            &statements.mark,
-            vec![&mark.writer, &mark.batch, &mark.at_ms],
-        ),
-    ];
-    if !fenced.is_empty() {
-        prefix.push(prepared(client, &statements.lock_shards, vec![&fenced]));
-    }
+    let begin = || {
+        let mut prefix = vec![
+            simple(client, "BEGIN"),
+            prepared(
+                client,
+                &statements.mark,
+                vec![&mark.writer, &mark.batch, &mark.at_ms],
+            ),
+        ];
+        if !fenced.is_empty() {
+            prefix.push(prepared(client, &statements.lock_shards, vec![&fenced]));
+        }
+        prefix
+    };
+    let mut savepoints = false;
+    let mut prefix = begin();
     loop {
         let prefix_len = prefix.len();
         let mut sent = prefix;
         for encoded in &encoded[next..] {
-            sent.push(prepared(client, &statements.savepoint, Vec::new()));
+            if savepoints {
+                sent.push(prepared(client, &statements.savepoint, Vec::new()));
+            }
             sent.push(request(client, statements, encoded));
-            sent.push(prepared(client, &statements.release, Vec::new()));
+            if savepoints {
+                sent.push(prepared(client, &statements.release, Vec::new()));
+            }
         }
         let mut answers = pipeline(sent).await.into_iter();
         for answer in answers.by_ref().take(prefix_len) {
@@ -611,8 +626,12 @@ async fn run_once(
         }
         let mut failed = None;
         for index in next..total {
-            let (Some(savepoint), Some(statement), Some(release)) =
+            let (savepoint, statement, release) = if savepoints {
                 (answers.next(), answers.next(), answers.next())
+            } else {
+                (Some(Ok(Vec::new())), answers.next(), Some(Ok(Vec::new())))
+            };
+            let (Some(savepoint), Some(statement), Some(release)) = (savepoint, statement, release)
             else {
                 return Err(BatchError::Failed("internal: an answer is missing".into()));
             };
@@ -639,6 +658,17 @@ async fn run_once(
         }
         match failed {
             None => break,
+            Some(_) if !savepoints => {
+                // The whole transaction is aborted: it starts over, with savepoints.
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| BatchError::from_statement(&e))?;
+                savepoints = true;
+                next = 0;
+                results.iter_mut().for_each(|r| *r = None);
+                prefix = begin();
+            }
             Some(index) => {
                 // Undo the failed request; the requests after it are sent again.
                 next = index + 1;
