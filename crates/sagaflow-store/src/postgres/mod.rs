@@ -92,10 +92,11 @@ pub use store::PgStore;
 /// Settings of the PostgreSQL journal. Every limit is named here.
 #[derive(Clone, Debug)]
 pub struct PgConfig {
-    /// Requests one transaction may carry. Each request's savepoint that writes takes a
-    /// subtransaction id, and PostgreSQL caches 64 of them per transaction: past that, while the
-    /// batch runs, other sessions' visibility checks fall back to `pg_subtrans` (a known
-    /// slowdown). 64 requests already share one fsync, so the default stays at the cache's size.
+    /// Requests one transaction may carry. A batch runs again with a savepoint per request when
+    /// one of them fails alone; each savepoint that writes takes a subtransaction id, and
+    /// PostgreSQL caches 64 of them per transaction: past that, while the batch runs, other
+    /// sessions' visibility checks fall back to `pg_subtrans` (a known slowdown). 64 requests
+    /// already share one fsync, so the default stays at the cache's size.
     pub batch_max: usize,
     /// Requests waiting for the writer; when full, writers wait (back-pressure).
     pub queue_max: usize,

@@ -5,8 +5,8 @@
 //! Should a request's statement fail, the transaction is rolled back and the batch runs again
 //! with `SAVEPOINT` / the statement / `RELEASE` for every request; when a request fails then,
 //! the transaction is aborted from there on: its savepoint is rolled back and the requests
-//! after it are sent again in the next round. `COMMIT` is sent alone once every request has an answer, and the answers
-//! go out only after it.
+//! after it are sent again in the next round. `COMMIT` is sent alone once every request has an
+//! answer, and the answers go out only after it.
 
 use std::future::Future;
 use std::pin::Pin;
