@@ -165,6 +165,60 @@ async fn a_released_shard_is_free_at_once_and_fences_its_old_lease() {
         .await;
 }
 
+/// A batch's appends go to the database as one statement; each is still fenced on its own: in
+/// one burst of appends, those under a lease given back are refused and leave nothing, those
+/// under a live lease land at their saga's next positions, and one to a saga that does not
+/// exist fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_sent_together_are_fenced_each_on_its_own() {
+    const SAGAS: usize = 40;
+    let Some(scratch) = Scratch::create().await else {
+        return;
+    };
+    let a = scratch.open_pg().await;
+    scratch
+        .run(async move {
+            let la = a.leases().unwrap();
+            la.init_cluster(2).await.unwrap();
+            let held = la.acquire("a", 2, TTL_LONG).await.unwrap();
+            let (zero, one) = (lease_of(&held, 0), lease_of(&held, 1));
+            let id = |n: usize| format!("burst-{n}");
+            let lease = |n: usize| if n.is_multiple_of(2) { zero } else { one };
+            for n in 0..SAGAS {
+                let shard = lease(n).shard;
+                a.start_saga(saga(&id(n), shard, Some(lease(n)), false))
+                    .await
+                    .unwrap();
+            }
+            la.release("a", &[one]).await.unwrap();
+            let mut burst: Vec<_> = (0..SAGAS)
+                .map(|n| a.append(step(&id(n), Some(lease(n)))))
+                .collect();
+            burst.push(a.append(step("no-such-saga", None)));
+            let answers = futures::future::join_all(burst).await;
+            for (n, answer) in answers[..SAGAS].iter().enumerate() {
+                if n.is_multiple_of(2) {
+                    assert!(answer.is_ok(), "saga {n} under a live lease: {answer:?}");
+                } else {
+                    assert!(
+                        matches!(answer, Err(Error::Fenced { shard: 1, .. })),
+                        "saga {n} under a lease given back: {answer:?}"
+                    );
+                }
+            }
+            assert!(answers[SAGAS].is_err(), "an append to no saga must fail");
+            for n in 0..SAGAS {
+                let journal = a.get_saga(&id(n)).await.unwrap().unwrap();
+                let expected = if n.is_multiple_of(2) { 2 } else { 1 };
+                assert_eq!(journal.events.len(), expected, "saga {n}'s journal");
+            }
+            // The next append of a saga that took one lands after it.
+            a.append(step(&id(0), Some(zero))).await.unwrap();
+            assert_eq!(a.get_saga(&id(0)).await.unwrap().unwrap().events.len(), 3);
+        })
+        .await;
+}
+
 /// The cluster's shard count is fixed when it is created; replicas count as alive while they
 /// heartbeat and stop counting when they leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,9 @@
 //! - CockroachDB runs every transaction `SERIALIZABLE` and reports conflicts as 40001, often at
 //!   `COMMIT`: both are retried here as a whole batch. Its `ON CONFLICT DO NOTHING` answers a
 //!   race with a retry error rather than waiting as PostgreSQL does; same path.
-//! - `idle_in_transaction_session_timeout` (set on writer connections) exists on both.
+//! - `idle_in_transaction_session_timeout` (set on writer connections) exists on both;
+//!   `enable_seqscan = off` (set on them too, so that plans prepared before a new database's
+//!   first analyze look rows up by key) is PostgreSQL's: CockroachDB would need it left out.
 //! - Migrations: CockroachDB runs DDL inside a transaction with limits (schema changes commit
 //!   asynchronously), and since v25.1 `autocommit_before_ddl = on` commits the open transaction
 //!   before each DDL statement, which would end the migration's row lock early. Run

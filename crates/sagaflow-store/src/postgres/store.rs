@@ -42,7 +42,13 @@ impl PgStore {
         // A writer that vanished mid-transaction must not hold its rows' locks for long: that
         // lock is what resolving a lost COMMIT waits for.
         let timeout_ms = config.idle_in_transaction_timeout.as_millis().max(1);
-        let writer_options = format!("-c idle_in_transaction_session_timeout={timeout_ms}");
+        // The writer's statements all find their rows by key. A new database has no statistics
+        // until autovacuum's first analyze (a minute or more), and a plan prepared meanwhile
+        // is kept: the batch's appends, one statement joining the sagas it updates, were
+        // planned as a scan of every saga, run once per batch (half the store's rate in
+        // `sagaflow bench`). Without sequential scans the planner takes the primary key.
+        let writer_options =
+            format!("-c idle_in_transaction_session_timeout={timeout_ms} -c enable_seqscan=off");
         let writes = connect::pool(
             connect::parse(url, config.connect_timeout, Some(&writer_options))?,
             1,

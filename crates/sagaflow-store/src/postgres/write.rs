@@ -182,6 +182,45 @@ WITH lease AS (
 )
 SELECT (SELECT ok FROM fence), (SELECT first_pos FROM saga)";
 
+/// Every append of a batch in one statement: what `APPEND_SQL` does for one, for each row of the
+/// arrays (`$1`–`$6`, a row per append, numbered from 1 in order) and their events (`$7`–`$10`:
+/// the append's number, the event's place among its events, its time, its body). One row per
+/// append, in order: (its number, whether its fence held, its first position written or NULL).
+/// A batch never holds two appends of one saga (a saga's task waits for each write); one
+/// that would is run a statement per append. `s.id = ANY($1)` gives the planner the primary
+/// key to look the sagas up by (and the writer's connections have sequential scans off: see
+/// `PgStore::open`).
+const APPEND_MANY_SQL: &str = "\
+WITH input AS (
+    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::INT[],
+                         $6::BIGINT[])
+        WITH ORDINALITY AS r (saga_id, status, updated_at_ms, n_events, shard, epoch, ord)
+), lease AS (
+    SELECT l.shard, l.epoch FROM sagaflow_leases l
+    WHERE (l.shard, l.epoch) IN (SELECT i.shard, i.epoch FROM input i WHERE i.shard IS NOT NULL)
+    FOR SHARE
+), fenced AS (
+    SELECT i.*, (i.shard IS NULL OR EXISTS (
+        SELECT 1 FROM lease WHERE lease.shard = i.shard AND lease.epoch = i.epoch)) AS ok
+    FROM input i
+), saga AS (
+    UPDATE sagaflow_sagas s
+    SET status = f.status, updated_at_ms = f.updated_at_ms,
+        events_count = s.events_count + f.n_events
+    FROM fenced f
+    WHERE s.id = ANY($1::TEXT[]) AND s.id = f.saga_id AND (f.shard IS NULL OR s.shard = f.shard)
+        AND f.ok
+    RETURNING f.ord, s.id, s.events_count - f.n_events AS first_pos
+), journal AS (
+    INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
+    SELECT saga.id, saga.first_pos + e.k, e.at_ms, e.body
+    FROM unnest($7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[]) AS e (ord, k, at_ms, body)
+    JOIN saga ON saga.ord = e.ord
+    RETURNING 1
+)
+SELECT f.ord, f.ok, saga.first_pos FROM fenced f LEFT JOIN saga ON saga.ord = f.ord
+ORDER BY f.ord";
+
 /// Retention: up to `$2` sagas that ended well before `$1`, with their journals. One row: how
 /// many sagas went.
 const PURGE_SQL: &str = "\
@@ -217,6 +256,7 @@ struct Statements {
     put_definition: Statement,
     start: Statement,
     append: Statement,
+    append_many: Statement,
     purge: Statement,
 }
 
@@ -232,6 +272,7 @@ impl Statements {
             put_definition: client.prepare_cached(PUT_DEFINITION_SQL).await?,
             start: client.prepare_cached(START_SQL).await?,
             append: client.prepare_cached(APPEND_SQL).await?,
+            append_many: client.prepare_cached(APPEND_MANY_SQL).await?,
             purge: client.prepare_cached(PURGE_SQL).await?,
         })
     }
@@ -343,6 +384,95 @@ fn events_of(op: &Op) -> u64 {
         Op::Start(saga) => saga.events.len() as u64,
         Op::Append(batch) => batch.events.len() as u64,
         Op::PutDefinition { .. } | Op::Purge { .. } => 0,
+    }
+}
+
+/// A batch's appends as the arrays of `APPEND_MANY_SQL`, borrowed from their encodings.
+struct Appends<'a> {
+    /// Where each append is in the batch, in the arrays' order.
+    index: Vec<usize>,
+    ids: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    updated_at_ms: Vec<i64>,
+    counts: Vec<i64>,
+    shards: Vec<Option<i32>>,
+    epochs: Vec<Option<i64>>,
+    event_ords: Vec<i64>,
+    event_places: Vec<i64>,
+    event_at_ms: Vec<i64>,
+    event_bodies: Vec<&'a str>,
+}
+
+impl<'a> Appends<'a> {
+    /// The batch's appends, when there are at least two and no saga has two of them.
+    fn of(encoded: &'a [Encoded]) -> Option<Appends<'a>> {
+        let mut appends = Appends {
+            index: Vec::new(),
+            ids: Vec::new(),
+            statuses: Vec::new(),
+            updated_at_ms: Vec::new(),
+            counts: Vec::new(),
+            shards: Vec::new(),
+            epochs: Vec::new(),
+            event_ords: Vec::new(),
+            event_places: Vec::new(),
+            event_at_ms: Vec::new(),
+            event_bodies: Vec::new(),
+        };
+        for (index, e) in encoded.iter().enumerate() {
+            let Encoded::Append {
+                id,
+                status,
+                updated_at_ms,
+                events,
+                shard,
+                epoch,
+            } = e
+            else {
+                continue;
+            };
+            appends.index.push(index);
+            appends.ids.push(id);
+            appends.statuses.push(status);
+            appends.updated_at_ms.push(*updated_at_ms);
+            appends.counts.push(events.count);
+            appends.shards.push(*shard);
+            appends.epochs.push(*epoch);
+            let ord = appends.index.len() as i64;
+            for (place, (at_ms, body)) in events.at_ms.iter().zip(&events.bodies).enumerate() {
+                appends.event_ords.push(ord);
+                appends.event_places.push(place as i64);
+                appends.event_at_ms.push(*at_ms);
+                appends.event_bodies.push(body);
+            }
+        }
+        let mut ids = appends.ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        (appends.index.len() >= 2 && ids.len() == appends.index.len()).then_some(appends)
+    }
+
+    fn holds(&self, index: usize) -> bool {
+        self.index.binary_search(&index).is_ok()
+    }
+
+    fn send<'b>(&'b self, client: &'b Object, statements: &'b Statements) -> Answer<'b> {
+        prepared(
+            client,
+            &statements.append_many,
+            vec![
+                &self.ids,
+                &self.statuses,
+                &self.updated_at_ms,
+                &self.counts,
+                &self.shards,
+                &self.epochs,
+                &self.event_ords,
+                &self.event_places,
+                &self.event_at_ms,
+                &self.event_bodies,
+            ],
+        )
     }
 }
 
@@ -532,16 +662,7 @@ fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
             let row = rows
                 .first()
                 .ok_or_else(|| Error::Corrupt("appending answered no row".into()))?;
-            let fence_held: bool = row.try_get(0)?;
-            let first_pos: Option<i64> = row.try_get(1)?;
-            Interpreted::Done(match (fence_held, first_pos, batch.fence) {
-                (false, _, Some(fence)) => Err(Error::Fenced {
-                    shard: fence.shard,
-                    epoch: fence.epoch,
-                }),
-                (_, None, _) => Err(Error::Corrupt(format!("no saga {}", batch.saga_id))),
-                (_, Some(_), _) => Ok(Outcome::Append),
-            })
+            append_outcome(batch, row.try_get(0)?, row.try_get(1)?)
         }
         Op::Purge { .. } => {
             let row = rows
@@ -550,6 +671,18 @@ fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
             let count: i64 = row.try_get(0)?;
             Interpreted::Done(Ok(Outcome::Purged(super::read::to_u64(count, "purged")?)))
         }
+    })
+}
+
+/// What an append's row says: whether its fence held, and the first position it wrote.
+fn append_outcome(batch: &AppendBatch, fence_held: bool, first_pos: Option<i64>) -> Interpreted {
+    Interpreted::Done(match (fence_held, first_pos, batch.fence) {
+        (false, _, Some(fence)) => Err(Error::Fenced {
+            shard: fence.shard,
+            epoch: fence.epoch,
+        }),
+        (_, None, _) => Err(Error::Corrupt(format!("no saga {}", batch.saga_id))),
+        (_, Some(_), _) => Ok(Outcome::Append),
     })
 }
 
@@ -608,74 +741,162 @@ async fn run_once(
     };
     let mut savepoints = false;
     let mut prefix = begin();
-    loop {
+    // The first round: every request's one statement, and the appends all in one.
+    let mut done = false;
+    if let Some(appends) = Appends::of(encoded) {
         let prefix_len = prefix.len();
         let mut sent = prefix;
-        for encoded in &encoded[next..] {
-            if savepoints {
-                sent.push(prepared(client, &statements.savepoint, Vec::new()));
-            }
-            sent.push(request(client, statements, encoded));
-            if savepoints {
-                sent.push(prepared(client, &statements.release, Vec::new()));
+        for (index, encoded) in encoded.iter().enumerate() {
+            if !appends.holds(index) {
+                sent.push(request(client, statements, encoded));
             }
         }
+        sent.push(appends.send(client, statements));
         let mut answers = pipeline(sent).await.into_iter();
         for answer in answers.by_ref().take(prefix_len) {
             answer.map_err(|e| BatchError::from_statement(&e))?;
         }
-        let mut failed = None;
-        for index in next..total {
-            let (savepoint, statement, release) = if savepoints {
-                (answers.next(), answers.next(), answers.next())
-            } else {
-                (Some(Ok(Vec::new())), answers.next(), Some(Ok(Vec::new())))
-            };
-            let (Some(savepoint), Some(statement), Some(release)) = (savepoint, statement, release)
-            else {
+        let mut failed = false;
+        for index in (0..total).filter(|i| !appends.holds(*i)) {
+            let Some(statement) = answers.next() else {
                 return Err(BatchError::Failed("internal: an answer is missing".into()));
             };
-            savepoint.map_err(|e| BatchError::from_statement(&e))?;
-            let rows = match statement {
-                Ok(rows) => rows,
+            match statement {
+                Ok(rows) => match interpret(&ops[index], &rows) {
+                    Ok(Interpreted::Done(result)) => results[index] = Some(result),
+                    Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
+                    Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
+                },
                 Err(e) if is_connection_failure(&e) || is_conflict(&e) => {
                     return Err(BatchError::from_statement(&e));
                 }
-                Err(e) => {
-                    // The request alone fails; the transaction is aborted from here on.
-                    results[index] = Some(Err(Error::Postgres(e)));
-                    failed = Some(index);
+                Err(_) => {
+                    failed = true;
                     break;
                 }
-            };
-            match interpret(&ops[index], &rows) {
-                Ok(Interpreted::Done(result)) => results[index] = Some(result),
-                Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
-                // Its savepoint is already released: the batch cannot undo it alone.
-                Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
             }
-            release.map_err(|e| BatchError::from_statement(&e))?;
         }
-        match failed {
-            None => break,
-            Some(_) if !savepoints => {
-                // The whole transaction is aborted: it starts over, with savepoints.
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(|e| BatchError::from_statement(&e))?;
-                savepoints = true;
-                next = 0;
-                results.iter_mut().for_each(|r| *r = None);
-                prefix = begin();
+        if !failed {
+            match answers.next() {
+                Some(Ok(rows)) => {
+                    if rows.len() != appends.index.len() {
+                        return Err(BatchError::Failed(
+                            "internal: the appends answered a row count of their own".into(),
+                        ));
+                    }
+                    for (row, &index) in rows.iter().zip(&appends.index) {
+                        let Op::Append(batch) = &ops[index] else {
+                            return Err(BatchError::Failed("internal: not an append".into()));
+                        };
+                        let read = row
+                            .try_get::<_, bool>(1)
+                            .and_then(|held| Ok((held, row.try_get::<_, Option<i64>>(2)?)));
+                        match read {
+                            Ok((held, first_pos)) => {
+                                if let Interpreted::Done(result) =
+                                    append_outcome(batch, held, first_pos)
+                                {
+                                    results[index] = Some(result);
+                                }
+                            }
+                            Err(e) => {
+                                return Err(BatchError::Failed(format!("reading an answer: {e}")));
+                            }
+                        }
+                    }
+                    done = true;
+                }
+                Some(Err(e)) if is_connection_failure(&e) || is_conflict(&e) => {
+                    return Err(BatchError::from_statement(&e));
+                }
+                Some(Err(_)) => failed = true,
+                None => return Err(BatchError::Failed("internal: an answer is missing".into())),
             }
-            Some(index) => {
-                // Undo the failed request; the requests after it are sent again.
-                next = index + 1;
-                prefix = vec![
-                    simple(client, "ROLLBACK TO SAVEPOINT request"),
-                    simple(client, "RELEASE SAVEPOINT request"),
-                ];
+        }
+        if failed {
+            // The whole transaction is aborted: it starts over, a statement per request, with
+            // savepoints.
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| BatchError::from_statement(&e))?;
+            savepoints = true;
+            results.iter_mut().for_each(|r| *r = None);
+        }
+        // Unpolled, the statements of a prefix not needed are never sent.
+        prefix = begin();
+    }
+    if !done {
+        loop {
+            let prefix_len = prefix.len();
+            let mut sent = prefix;
+            for encoded in &encoded[next..] {
+                if savepoints {
+                    sent.push(prepared(client, &statements.savepoint, Vec::new()));
+                }
+                sent.push(request(client, statements, encoded));
+                if savepoints {
+                    sent.push(prepared(client, &statements.release, Vec::new()));
+                }
+            }
+            let mut answers = pipeline(sent).await.into_iter();
+            for answer in answers.by_ref().take(prefix_len) {
+                answer.map_err(|e| BatchError::from_statement(&e))?;
+            }
+            let mut failed = None;
+            for index in next..total {
+                let (savepoint, statement, release) = if savepoints {
+                    (answers.next(), answers.next(), answers.next())
+                } else {
+                    (Some(Ok(Vec::new())), answers.next(), Some(Ok(Vec::new())))
+                };
+                let (Some(savepoint), Some(statement), Some(release)) =
+                    (savepoint, statement, release)
+                else {
+                    return Err(BatchError::Failed("internal: an answer is missing".into()));
+                };
+                savepoint.map_err(|e| BatchError::from_statement(&e))?;
+                let rows = match statement {
+                    Ok(rows) => rows,
+                    Err(e) if is_connection_failure(&e) || is_conflict(&e) => {
+                        return Err(BatchError::from_statement(&e));
+                    }
+                    Err(e) => {
+                        // The request alone fails; the transaction is aborted from here on.
+                        results[index] = Some(Err(Error::Postgres(e)));
+                        failed = Some(index);
+                        break;
+                    }
+                };
+                match interpret(&ops[index], &rows) {
+                    Ok(Interpreted::Done(result)) => results[index] = Some(result),
+                    Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
+                    // Its savepoint is already released: the batch cannot undo it alone.
+                    Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
+                }
+                release.map_err(|e| BatchError::from_statement(&e))?;
+            }
+            match failed {
+                None => break,
+                Some(_) if !savepoints => {
+                    // The whole transaction is aborted: it starts over, with savepoints.
+                    client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(|e| BatchError::from_statement(&e))?;
+                    savepoints = true;
+                    next = 0;
+                    results.iter_mut().for_each(|r| *r = None);
+                    prefix = begin();
+                }
+                Some(index) => {
+                    // Undo the failed request; the requests after it are sent again.
+                    next = index + 1;
+                    prefix = vec![
+                        simple(client, "ROLLBACK TO SAVEPOINT request"),
+                        simple(client, "RELEASE SAVEPOINT request"),
+                    ];
+                }
             }
         }
     }
