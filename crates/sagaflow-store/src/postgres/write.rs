@@ -388,6 +388,7 @@ fn events_of(op: &Op) -> u64 {
 }
 
 /// A batch's appends as the arrays of `APPEND_MANY_SQL`, borrowed from their encodings.
+#[derive(Default)]
 struct Appends<'a> {
     /// Where each append is in the batch, in the arrays' order.
     index: Vec<usize>,
@@ -406,19 +407,7 @@ struct Appends<'a> {
 impl<'a> Appends<'a> {
     /// The batch's appends, when there are at least two and no saga has two of them.
     fn of(encoded: &'a [Encoded]) -> Option<Appends<'a>> {
-        let mut appends = Appends {
-            index: Vec::new(),
-            ids: Vec::new(),
-            statuses: Vec::new(),
-            updated_at_ms: Vec::new(),
-            counts: Vec::new(),
-            shards: Vec::new(),
-            epochs: Vec::new(),
-            event_ords: Vec::new(),
-            event_places: Vec::new(),
-            event_at_ms: Vec::new(),
-            event_bodies: Vec::new(),
-        };
+        let mut appends = Appends::default();
         for (index, e) in encoded.iter().enumerate() {
             let Encoded::Append {
                 id,
