@@ -651,7 +651,7 @@ fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
             let row = rows
                 .first()
                 .ok_or_else(|| Error::Corrupt("appending answered no row".into()))?;
-            append_outcome(batch, row.try_get(0)?, row.try_get(1)?)
+            Interpreted::Done(append_outcome(batch, row.try_get(0)?, row.try_get(1)?))
         }
         Op::Purge { .. } => {
             let row = rows
@@ -664,15 +664,45 @@ fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
 }
 
 /// What an append's row says: whether its fence held, and the first position it wrote.
-fn append_outcome(batch: &AppendBatch, fence_held: bool, first_pos: Option<i64>) -> Interpreted {
-    Interpreted::Done(match (fence_held, first_pos, batch.fence) {
+fn append_outcome(
+    batch: &AppendBatch,
+    fence_held: bool,
+    first_pos: Option<i64>,
+) -> Result<Outcome, Error> {
+    match (fence_held, first_pos, batch.fence) {
         (false, _, Some(fence)) => Err(Error::Fenced {
             shard: fence.shard,
             epoch: fence.epoch,
         }),
         (_, None, _) => Err(Error::Corrupt(format!("no saga {}", batch.saga_id))),
         (_, Some(_), _) => Ok(Outcome::Append),
-    })
+    }
+}
+
+/// Reads `APPEND_MANY_SQL`'s answer: a row per append, in the order of `appends`.
+fn read_appends(
+    appends: &Appends<'_>,
+    ops: &[Op],
+    rows: &[Row],
+    results: &mut [Option<Result<Outcome, Error>>],
+) -> Result<(), BatchError> {
+    if rows.len() != appends.index.len() {
+        return Err(BatchError::Failed(
+            "internal: the appends answered a row count of their own".into(),
+        ));
+    }
+    for (row, &index) in rows.iter().zip(&appends.index) {
+        let Op::Append(batch) = &ops[index] else {
+            return Err(BatchError::Failed("internal: not an append".into()));
+        };
+        let read = row
+            .try_get::<_, bool>(1)
+            .and_then(|held| Ok((held, row.try_get::<_, Option<i64>>(2)?)));
+        let (held, first_pos) =
+            read.map_err(|e| BatchError::Failed(format!("reading an answer: {e}")))?;
+        results[index] = Some(append_outcome(batch, held, first_pos));
+    }
+    Ok(())
 }
 
 /// The writer's marker for one batch: (writer id, batch number, now).
@@ -728,164 +758,98 @@ async fn run_once(
         }
         prefix
     };
+    // Without savepoints (the first round), a batch's appends go in one statement, sent last.
+    let appends = Appends::of(encoded);
     let mut savepoints = false;
     let mut prefix = begin();
-    // The first round: every request's one statement, and the appends all in one.
-    let mut done = false;
-    if let Some(appends) = Appends::of(encoded) {
+    loop {
+        let bulk = appends.as_ref().filter(|_| !savepoints);
+        let alone = |index: usize| bulk.is_none_or(|appends| !appends.holds(index));
         let prefix_len = prefix.len();
         let mut sent = prefix;
-        for (index, encoded) in encoded.iter().enumerate() {
-            if !appends.holds(index) {
-                sent.push(request(client, statements, encoded));
+        for (index, encoded) in encoded.iter().enumerate().skip(next) {
+            if !alone(index) {
+                continue;
+            }
+            if savepoints {
+                sent.push(prepared(client, &statements.savepoint, Vec::new()));
+            }
+            sent.push(request(client, statements, encoded));
+            if savepoints {
+                sent.push(prepared(client, &statements.release, Vec::new()));
             }
         }
-        sent.push(appends.send(client, statements));
+        if let Some(appends) = bulk {
+            sent.push(appends.send(client, statements));
+        }
         let mut answers = pipeline(sent).await.into_iter();
         for answer in answers.by_ref().take(prefix_len) {
             answer.map_err(|e| BatchError::from_statement(&e))?;
         }
-        let mut failed = false;
-        for index in (0..total).filter(|i| !appends.holds(*i)) {
-            let Some(statement) = answers.next() else {
+        let mut failed = None;
+        for index in (next..total).filter(|index| alone(*index)) {
+            let (savepoint, statement, release) = if savepoints {
+                (answers.next(), answers.next(), answers.next())
+            } else {
+                (Some(Ok(Vec::new())), answers.next(), Some(Ok(Vec::new())))
+            };
+            let (Some(savepoint), Some(statement), Some(release)) = (savepoint, statement, release)
+            else {
                 return Err(BatchError::Failed("internal: an answer is missing".into()));
             };
-            match statement {
-                Ok(rows) => match interpret(&ops[index], &rows) {
-                    Ok(Interpreted::Done(result)) => results[index] = Some(result),
-                    Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
-                    Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
-                },
+            savepoint.map_err(|e| BatchError::from_statement(&e))?;
+            let rows = match statement {
+                Ok(rows) => rows,
                 Err(e) if is_connection_failure(&e) || is_conflict(&e) => {
                     return Err(BatchError::from_statement(&e));
                 }
-                Err(_) => {
-                    failed = true;
+                Err(e) => {
+                    // The request alone fails; the transaction is aborted from here on.
+                    results[index] = Some(Err(Error::Postgres(e)));
+                    failed = Some(index);
                     break;
                 }
+            };
+            match interpret(&ops[index], &rows) {
+                Ok(Interpreted::Done(result)) => results[index] = Some(result),
+                Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
+                // Its savepoint is already released: the batch cannot undo it alone.
+                Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
             }
+            release.map_err(|e| BatchError::from_statement(&e))?;
         }
-        if !failed {
+        if let (None, Some(appends)) = (failed, bulk) {
             match answers.next() {
-                Some(Ok(rows)) => {
-                    if rows.len() != appends.index.len() {
-                        return Err(BatchError::Failed(
-                            "internal: the appends answered a row count of their own".into(),
-                        ));
-                    }
-                    for (row, &index) in rows.iter().zip(&appends.index) {
-                        let Op::Append(batch) = &ops[index] else {
-                            return Err(BatchError::Failed("internal: not an append".into()));
-                        };
-                        let read = row
-                            .try_get::<_, bool>(1)
-                            .and_then(|held| Ok((held, row.try_get::<_, Option<i64>>(2)?)));
-                        match read {
-                            Ok((held, first_pos)) => {
-                                if let Interpreted::Done(result) =
-                                    append_outcome(batch, held, first_pos)
-                                {
-                                    results[index] = Some(result);
-                                }
-                            }
-                            Err(e) => {
-                                return Err(BatchError::Failed(format!("reading an answer: {e}")));
-                            }
-                        }
-                    }
-                    done = true;
-                }
+                Some(Ok(rows)) => read_appends(appends, ops, &rows, &mut results)?,
                 Some(Err(e)) if is_connection_failure(&e) || is_conflict(&e) => {
                     return Err(BatchError::from_statement(&e));
                 }
-                Some(Err(_)) => failed = true,
+                // One of the appends failed: which one, only a run with savepoints tells.
+                Some(Err(_)) => failed = appends.index.first().copied(),
                 None => return Err(BatchError::Failed("internal: an answer is missing".into())),
             }
         }
-        if failed {
-            // The whole transaction is aborted: it starts over, a statement per request, with
-            // savepoints.
-            client
-                .batch_execute("ROLLBACK")
-                .await
-                .map_err(|e| BatchError::from_statement(&e))?;
-            savepoints = true;
-            results.iter_mut().for_each(|r| *r = None);
-        }
-        // Unpolled, the statements of a prefix not needed are never sent.
-        prefix = begin();
-    }
-    if !done {
-        loop {
-            let prefix_len = prefix.len();
-            let mut sent = prefix;
-            for encoded in &encoded[next..] {
-                if savepoints {
-                    sent.push(prepared(client, &statements.savepoint, Vec::new()));
-                }
-                sent.push(request(client, statements, encoded));
-                if savepoints {
-                    sent.push(prepared(client, &statements.release, Vec::new()));
-                }
+        match failed {
+            None => break,
+            Some(_) if !savepoints => {
+                // The whole transaction is aborted: it starts over, a statement per request,
+                // with savepoints.
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| BatchError::from_statement(&e))?;
+                savepoints = true;
+                next = 0;
+                results.iter_mut().for_each(|r| *r = None);
+                prefix = begin();
             }
-            let mut answers = pipeline(sent).await.into_iter();
-            for answer in answers.by_ref().take(prefix_len) {
-                answer.map_err(|e| BatchError::from_statement(&e))?;
-            }
-            let mut failed = None;
-            for index in next..total {
-                let (savepoint, statement, release) = if savepoints {
-                    (answers.next(), answers.next(), answers.next())
-                } else {
-                    (Some(Ok(Vec::new())), answers.next(), Some(Ok(Vec::new())))
-                };
-                let (Some(savepoint), Some(statement), Some(release)) =
-                    (savepoint, statement, release)
-                else {
-                    return Err(BatchError::Failed("internal: an answer is missing".into()));
-                };
-                savepoint.map_err(|e| BatchError::from_statement(&e))?;
-                let rows = match statement {
-                    Ok(rows) => rows,
-                    Err(e) if is_connection_failure(&e) || is_conflict(&e) => {
-                        return Err(BatchError::from_statement(&e));
-                    }
-                    Err(e) => {
-                        // The request alone fails; the transaction is aborted from here on.
-                        results[index] = Some(Err(Error::Postgres(e)));
-                        failed = Some(index);
-                        break;
-                    }
-                };
-                match interpret(&ops[index], &rows) {
-                    Ok(Interpreted::Done(result)) => results[index] = Some(result),
-                    Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
-                    // Its savepoint is already released: the batch cannot undo it alone.
-                    Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
-                }
-                release.map_err(|e| BatchError::from_statement(&e))?;
-            }
-            match failed {
-                None => break,
-                Some(_) if !savepoints => {
-                    // The whole transaction is aborted: it starts over, with savepoints.
-                    client
-                        .batch_execute("ROLLBACK")
-                        .await
-                        .map_err(|e| BatchError::from_statement(&e))?;
-                    savepoints = true;
-                    next = 0;
-                    results.iter_mut().for_each(|r| *r = None);
-                    prefix = begin();
-                }
-                Some(index) => {
-                    // Undo the failed request; the requests after it are sent again.
-                    next = index + 1;
-                    prefix = vec![
-                        simple(client, "ROLLBACK TO SAVEPOINT request"),
-                        simple(client, "RELEASE SAVEPOINT request"),
-                    ];
-                }
+            Some(index) => {
+                // Undo the failed request; the requests after it are sent again.
+                next = index + 1;
+                prefix = vec![
+                    simple(client, "ROLLBACK TO SAVEPOINT request"),
+                    simple(client, "RELEASE SAVEPOINT request"),
+                ];
             }
         }
     }
