@@ -34,6 +34,7 @@ macro_rules! for_each_conformance_case {
             started_saga_reads_back_with_its_events,
             start_with_a_taken_id_fails_and_writes_nothing,
             append_adds_events_in_order_and_sets_status,
+            updated_at_is_the_last_appends_whatever_its_events_say,
             repeated_idempotency_key_writes_nothing,
             concurrent_starts_with_one_key_create_one_saga,
             find_idempotency_key_finds_the_holder,
@@ -374,6 +375,47 @@ pub async fn start_with_a_taken_id_fails_and_writes_nothing(store: Arc<dyn Store
     assert_eq!(loaded.record, new_saga("saga-1", "place-order", T0).record);
     assert_eq!(loaded.events.len(), 1);
     assert_eq!(store.find_idempotency_key("key-x").await.unwrap(), None);
+}
+
+/// `updated_at` is the last append's, read alike by every query, whether or not it is its
+/// last event's time and whether or not the append changed the status.
+pub async fn updated_at_is_the_last_appends_whatever_its_events_say(store: Arc<dyn Store>) {
+    start(&*store, new_saga("saga-1", "place-order", T0)).await;
+    let reads = |store: Arc<dyn Store>| async move {
+        let loaded = get(&*store, "saga-1").await;
+        let listed = all_pages(
+            &*store,
+            ListFilter {
+                limit: 10,
+                ..ListFilter::default()
+            },
+        )
+        .await;
+        let unfinished = store.load_unfinished().await.expect("load_unfinished");
+        let mut seen = vec![loaded.record.updated_at_ms, listed[0].updated_at_ms];
+        seen.extend(unfinished.iter().map(|s| s.record.updated_at_ms));
+        seen
+    };
+    // The status stays, and `updated_at` is not the event's time.
+    let event = attempt_started(0, 1, T0 + 10);
+    append(&*store, "saga-1", vec![event], SagaStatus::Running, T0 + 15).await;
+    assert_eq!(reads(Arc::clone(&store)).await, vec![T0 + 15; 3]);
+    // The status stays, and `updated_at` is the event's time.
+    let event = attempt_succeeded(0, 1, T0 + 20);
+    append(&*store, "saga-1", vec![event], SagaStatus::Running, T0 + 20).await;
+    assert_eq!(reads(Arc::clone(&store)).await, vec![T0 + 20; 3]);
+    // No events, the status stays.
+    append(&*store, "saga-1", Vec::new(), SagaStatus::Running, T0 + 25).await;
+    assert_eq!(reads(Arc::clone(&store)).await, vec![T0 + 25; 3]);
+    // Then an event told by its time again, then one whose time is older than the last write.
+    let event = attempt_started(1, 1, T0 + 30);
+    append(&*store, "saga-1", vec![event], SagaStatus::Running, T0 + 30).await;
+    assert_eq!(reads(Arc::clone(&store)).await, vec![T0 + 30; 3]);
+    let event = attempt_succeeded(1, 1, T0 + 28);
+    append(&*store, "saga-1", vec![event], SagaStatus::Running, T0 + 28).await;
+    assert_eq!(reads(Arc::clone(&store)).await, vec![T0 + 28; 3]);
+    let loaded = get(&*store, "saga-1").await;
+    assert_eq!(loaded.events.len(), 5, "every event is in the journal");
 }
 
 /// Appends add to the journal in order and set the status and `updated_at`.

@@ -219,6 +219,93 @@ async fn appends_sent_together_are_fenced_each_on_its_own() {
         .await;
 }
 
+/// A batch's starts go to the database as one statement; each is still answered on its own: in
+/// one burst, starts under a live lease land with their events, in the burst's order; those
+/// under a lease given back are refused and leave nothing; one whose idempotency key a saga
+/// already holds answers that saga; one under an id already taken fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_sent_together_are_answered_each_on_its_own() {
+    const SAGAS: usize = 40;
+    let Some(scratch) = Scratch::create().await else {
+        return;
+    };
+    let a = scratch.open_pg().await;
+    scratch
+        .run(async move {
+            let la = a.leases().unwrap();
+            la.init_cluster(2).await.unwrap();
+            let held = la.acquire("a", 2, TTL_LONG).await.unwrap();
+            let (zero, one) = (lease_of(&held, 0), lease_of(&held, 1));
+            let mut holder = saga("holder", 0, Some(zero), false);
+            holder.record.idempotency_key = Some("key-1".to_owned());
+            a.start_saga(holder).await.unwrap();
+            a.start_saga(saga("taken", 0, Some(zero), false))
+                .await
+                .unwrap();
+            la.release("a", &[one]).await.unwrap();
+            let id = |n: usize| format!("burst-{n}");
+            let lease = |n: usize| if n.is_multiple_of(2) { zero } else { one };
+            let mut burst: Vec<_> = (0..SAGAS)
+                .map(|n| a.start_saga(saga(&id(n), lease(n).shard, Some(lease(n)), false)))
+                .collect();
+            let mut repeat = saga("repeat", 0, Some(zero), false);
+            repeat.record.idempotency_key = Some("key-1".to_owned());
+            burst.push(a.start_saga(repeat));
+            let answers = futures::future::join_all(burst).await;
+            for (n, answer) in answers[..SAGAS].iter().enumerate() {
+                if n.is_multiple_of(2) {
+                    assert!(
+                        matches!(answer, Ok(StartOutcome::Created)),
+                        "saga {n} under a live lease: {answer:?}"
+                    );
+                } else {
+                    assert!(
+                        matches!(answer, Err(Error::Fenced { shard: 1, .. })),
+                        "saga {n} under a lease given back: {answer:?}"
+                    );
+                }
+            }
+            assert!(
+                matches!(&answers[SAGAS], Ok(StartOutcome::Existing(r)) if r.id == "holder"),
+                "a repeated key answers its holder: {:?}",
+                answers[SAGAS]
+            );
+            // A taken id fails the batch's statement: the batch runs again, a start each.
+            let mut burst: Vec<_> = (0..4)
+                .map(|n| a.start_saga(saga(&format!("late-{n}"), 0, Some(zero), false)))
+                .collect();
+            burst.insert(2, a.start_saga(saga("taken", 0, Some(zero), false)));
+            let answers = futures::future::join_all(burst).await;
+            assert!(answers[2].is_err(), "a taken id must fail");
+            for answer in [&answers[0], &answers[1], &answers[3], &answers[4]] {
+                assert!(matches!(answer, Ok(StartOutcome::Created)), "{answer:?}");
+            }
+            for n in 0..SAGAS {
+                let loaded = a.get_saga(&id(n)).await.unwrap();
+                if n.is_multiple_of(2) {
+                    assert_eq!(loaded.unwrap().events.len(), 1, "saga {n}'s journal");
+                } else {
+                    assert!(loaded.is_none(), "fenced saga {n} left a row");
+                }
+            }
+            assert!(a.get_saga("repeat").await.unwrap().is_none());
+            // Newest first: the burst's sagas in reverse order, then the two before it.
+            let page = a
+                .list_sagas(sagaflow_store::ListFilter {
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let listed: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
+            let mut expected: Vec<String> = (0..4).rev().map(|n| format!("late-{n}")).collect();
+            expected.extend((0..SAGAS).rev().step_by(2).map(|n| id(n - 1)));
+            expected.extend(["taken".to_owned(), "holder".to_owned()]);
+            assert_eq!(listed, expected);
+        })
+        .await;
+}
+
 /// The cluster's shard count is fixed when it is created; replicas count as alive while they
 /// heartbeat and stop counting when they leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,24 @@ use tokio_postgres::Row;
 use super::connect::unavailable;
 use crate::{DefinitionRecord, Error, ListFilter, LoadedSaga, SagaPage, SagaRecord};
 
-/// The saga columns every query reads, in the order `saga_row` expects.
-pub(crate) const SAGA_COLUMNS: &str = "s.seq, s.id, s.definition, s.version, s.status, \
-     s.created_at_ms, s.updated_at_ms, s.idempotency_key, s.request_hash, s.shard";
+/// The saga columns every query reads, in the order `saga_row` expects, of a row aliased `s`
+/// (a literal, for the statements that `concat!` it in).
+///
+/// `updated_at`: an append that changed neither the status nor what its last event's time
+/// tells leaves the row as it was (`APPEND_SQL` in `write.rs`); its events lie past the row's
+/// `events_count`, and the last of them is then the saga's `updated_at`.
+macro_rules! saga_columns {
+    () => {
+        "s.seq, s.id, s.definition, s.version, s.status, s.created_at_ms, \
+         COALESCE((SELECT u.at_ms FROM sagaflow_events u \
+         WHERE u.saga_id = s.id AND u.pos >= s.events_count ORDER BY u.pos DESC LIMIT 1), \
+         s.updated_at_ms), s.idempotency_key, s.request_hash, s.shard"
+    };
+}
+pub(crate) use saga_columns;
+
+/// `saga_columns!`, as a constant.
+pub(crate) const SAGA_COLUMNS: &str = saga_columns!();
 
 /// Reads the `SAGA_COLUMNS` of a row, starting at column `at`; returns its `seq` too.
 pub(crate) fn saga_row(row: &Row, at: usize) -> Result<(i64, SagaRecord), Error> {

@@ -24,7 +24,7 @@ use tokio_postgres::{Row, Statement};
 
 use super::PgConfig;
 use super::connect::{describe, is_conflict, is_connection_failure, unavailable};
-use super::read::{saga_row, to_i64};
+use super::read::{saga_columns, saga_row, to_i64};
 use super::store::{StatsCells, random_u64};
 use crate::{AppendBatch, DefinitionRecord, Error, NewSaga, StartOutcome};
 
@@ -130,7 +130,8 @@ SELECT version, created_at_ms, false FROM latest WHERE body = $2::TEXT";
 /// statement sees its new epoch if it committed first: a write and a takeover never interleave.
 /// A start by a replica that does not hold the shard is unfenced (the saga is new: no one can
 /// be driving it) and leaves a `start` message for the shard's owner in the same transaction.
-const START_SQL: &str = "\
+const START_SQL: &str = concat!(
+    "\
 WITH lease AS (
     SELECT epoch FROM sagaflow_leases WHERE shard = $12::INT AND epoch = $13::BIGINT FOR SHARE
 ), fence AS (
@@ -153,38 +154,107 @@ WITH lease AS (
     SELECT $12::INT, saga.id, 'start', $5::BIGINT FROM saga WHERE $14::BOOL
     RETURNING 1
 )
-SELECT (SELECT COUNT(*) FROM saga), s.seq, s.id, s.definition, s.version, s.status,
-       s.created_at_ms, s.updated_at_ms, s.idempotency_key, s.request_hash, s.shard,
-       (SELECT ok FROM fence)
+SELECT (SELECT COUNT(*) FROM saga), ",
+    saga_columns!(),
+    ", (SELECT ok FROM fence)
 FROM (VALUES (1)) AS one (x)
 LEFT JOIN sagaflow_sagas s
-    ON s.idempotency_key = $7::TEXT AND NOT EXISTS (SELECT 1 FROM saga)";
+    ON s.idempotency_key = $7::TEXT AND NOT EXISTS (SELECT 1 FROM saga)"
+);
+
+/// Every start of a batch in one statement: what `START_SQL` does for one, for each row of the
+/// arrays (`$1`–`$12`, a row per start, numbered from 1 in order) and their events (`$13`–`$16`:
+/// the start's number, the event's place, its time, its body). One row per start, in order:
+/// its number, then `START_SQL`'s row. The sagas are inserted in the batch's order, so their
+/// `seq`s are too. A batch never holds two starts of one id or one idempotency key here; one
+/// that would is run a statement per start.
+const START_MANY_SQL: &str = concat!(
+    "\
+WITH input AS (
+    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::BIGINT[],
+                         $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::INT[],
+                         $11::BIGINT[], $12::BOOL[])
+        WITH ORDINALITY AS r (id, definition, version, status, created_at_ms, updated_at_ms,
+                              idempotency_key, request_hash, n_events, shard, epoch, handoff,
+                              ord)
+), lease AS (
+    SELECT l.shard, l.epoch FROM sagaflow_leases l
+    WHERE (l.shard, l.epoch) IN (SELECT i.shard, i.epoch FROM input i WHERE i.epoch IS NOT NULL)
+    FOR SHARE
+), fenced AS (
+    SELECT i.*, (i.epoch IS NULL OR EXISTS (
+        SELECT 1 FROM lease WHERE lease.shard = i.shard AND lease.epoch = i.epoch)) AS ok
+    FROM input i
+), saga AS (
+    INSERT INTO sagaflow_sagas (id, definition, version, status, created_at_ms, updated_at_ms,
+                                idempotency_key, request_hash, events_count, shard)
+    SELECT f.id, f.definition, f.version, f.status, f.created_at_ms, f.updated_at_ms,
+           f.idempotency_key, f.request_hash, f.n_events, f.shard
+    FROM fenced f WHERE f.ok ORDER BY f.ord
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), journal AS (
+    INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
+    SELECT i.id, e.k, e.at_ms, e.body
+    FROM unnest($13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::TEXT[]) AS e (ord, k, at_ms, body)
+    JOIN input i ON i.ord = e.ord
+    WHERE i.id IN (SELECT id FROM saga)
+    RETURNING 1
+), handoff AS (
+    INSERT INTO sagaflow_inbox (shard, saga_id, kind, at_ms)
+    SELECT i.shard, i.id, 'start', i.created_at_ms FROM input i
+    WHERE i.handoff AND i.id IN (SELECT id FROM saga)
+    ORDER BY i.ord
+    RETURNING 1
+)
+SELECT f.ord, (CASE WHEN f.id IN (SELECT id FROM saga) THEN 1 ELSE 0 END)::BIGINT, ",
+    saga_columns!(),
+    ", f.ok
+FROM fenced f
+LEFT JOIN sagaflow_sagas s
+    ON s.idempotency_key = f.idempotency_key AND f.id NOT IN (SELECT id FROM saga)
+ORDER BY f.ord"
+);
 
 /// A saga's new status and next events, at the positions after its journal's end, unless the
 /// writer's lease of the saga's shard moved on (the fence, as for a start; no fence when `$7`
 /// is NULL). One row: (whether the fence held, the first position written or NULL when
 /// nothing was: no such saga in that shard, or the fence failed).
+///
+/// The saga's row is updated only when the append changes what the journal cannot tell: its
+/// status, or an `updated_at` other than its last event's time (`$9` false). A step's answer
+/// with the next step's attempt leaves both as they were, and then only its events are
+/// inserted: an `UPDATE` here is a new row version and an entry in each of the table's seven
+/// indexes, the largest part of what a saga costs the database. The journal's end comes from
+/// its last position, and the row's `events_count` is where it ended at the row's last update:
+/// events past it are younger than the row's `updated_at` (`SAGA_COLUMNS` reads it so).
 const APPEND_SQL: &str = "\
 WITH lease AS (
     SELECT epoch FROM sagaflow_leases WHERE shard = $7::INT AND epoch = $8::BIGINT FOR SHARE
 ), fence AS (
     SELECT $7::INT IS NULL OR EXISTS (SELECT 1 FROM lease) AS ok
+), target AS (
+    SELECT s.id, s.status AS was, COALESCE((SELECT e.pos + 1 FROM sagaflow_events e
+        WHERE e.saga_id = s.id ORDER BY e.pos DESC LIMIT 1), 0) AS first_pos
+    FROM sagaflow_sagas s
+    WHERE s.id = $1::TEXT AND ($7::INT IS NULL OR s.shard = $7::INT) AND (SELECT ok FROM fence)
 ), saga AS (
-    UPDATE sagaflow_sagas
-    SET status = $2::TEXT, updated_at_ms = $3::BIGINT, events_count = events_count + $4::BIGINT
-    WHERE id = $1::TEXT AND ($7::INT IS NULL OR shard = $7::INT) AND (SELECT ok FROM fence)
-    RETURNING events_count - $4::BIGINT AS first_pos
+    UPDATE sagaflow_sagas s
+    SET status = $2::TEXT, updated_at_ms = $3::BIGINT, events_count = t.first_pos + $4::BIGINT
+    FROM target t
+    WHERE s.id = $1::TEXT AND NOT ($9::BOOL AND t.was = $2::TEXT)
+    RETURNING 1
 ), journal AS (
     INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
-    SELECT $1::TEXT, saga.first_pos + e.ord - 1, e.at_ms, e.body
-    FROM saga, unnest($5::BIGINT[], $6::TEXT[]) WITH ORDINALITY AS e (at_ms, body, ord)
+    SELECT $1::TEXT, t.first_pos + e.ord - 1, e.at_ms, e.body
+    FROM target t, unnest($5::BIGINT[], $6::TEXT[]) WITH ORDINALITY AS e (at_ms, body, ord)
     RETURNING 1
 )
-SELECT (SELECT ok FROM fence), (SELECT first_pos FROM saga)";
+SELECT (SELECT ok FROM fence), (SELECT first_pos FROM target)";
 
 /// Every append of a batch in one statement: what `APPEND_SQL` does for one, for each row of the
-/// arrays (`$1`–`$6`, a row per append, numbered from 1 in order) and their events (`$7`–`$10`:
-/// the append's number, the event's place among its events, its time, its body). One row per
+/// arrays (`$1`–`$6` and `$11`, a row per append, numbered from 1 in order) and their events
+/// (`$7`–`$10`: the append's number, the event's place among its events, its time, its body). One row per
 /// append, in order: (its number, whether its fence held, its first position written or NULL).
 /// A batch never holds two appends of one saga (a saga's task waits for each write); one
 /// that would is run a statement per append. `s.id = ANY($1)` gives the planner the primary
@@ -193,8 +263,9 @@ SELECT (SELECT ok FROM fence), (SELECT first_pos FROM saga)";
 const APPEND_MANY_SQL: &str = "\
 WITH input AS (
     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::INT[],
-                         $6::BIGINT[])
-        WITH ORDINALITY AS r (saga_id, status, updated_at_ms, n_events, shard, epoch, ord)
+                         $6::BIGINT[], $11::BOOL[])
+        WITH ORDINALITY AS r (saga_id, status, updated_at_ms, n_events, shard, epoch, derived,
+                              ord)
 ), lease AS (
     SELECT l.shard, l.epoch FROM sagaflow_leases l
     WHERE (l.shard, l.epoch) IN (SELECT i.shard, i.epoch FROM input i WHERE i.shard IS NOT NULL)
@@ -203,22 +274,27 @@ WITH input AS (
     SELECT i.*, (i.shard IS NULL OR EXISTS (
         SELECT 1 FROM lease WHERE lease.shard = i.shard AND lease.epoch = i.epoch)) AS ok
     FROM input i
+), target AS (
+    SELECT f.ord, s.id, s.status AS was, f.status, f.updated_at_ms, f.n_events, f.derived,
+        COALESCE((SELECT e.pos + 1 FROM sagaflow_events e
+            WHERE e.saga_id = s.id ORDER BY e.pos DESC LIMIT 1), 0) AS first_pos
+    FROM fenced f JOIN sagaflow_sagas s ON s.id = f.saga_id
+    WHERE s.id = ANY($1::TEXT[]) AND (f.shard IS NULL OR s.shard = f.shard) AND f.ok
 ), saga AS (
     UPDATE sagaflow_sagas s
-    SET status = f.status, updated_at_ms = f.updated_at_ms,
-        events_count = s.events_count + f.n_events
-    FROM fenced f
-    WHERE s.id = ANY($1::TEXT[]) AND s.id = f.saga_id AND (f.shard IS NULL OR s.shard = f.shard)
-        AND f.ok
-    RETURNING f.ord, s.id, s.events_count - f.n_events AS first_pos
+    SET status = t.status, updated_at_ms = t.updated_at_ms,
+        events_count = t.first_pos + t.n_events
+    FROM target t
+    WHERE s.id = ANY($1::TEXT[]) AND s.id = t.id AND NOT (t.derived AND t.was = t.status)
+    RETURNING 1
 ), journal AS (
     INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
-    SELECT saga.id, saga.first_pos + e.k, e.at_ms, e.body
+    SELECT t.id, t.first_pos + e.k, e.at_ms, e.body
     FROM unnest($7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[]) AS e (ord, k, at_ms, body)
-    JOIN saga ON saga.ord = e.ord
+    JOIN target t ON t.ord = e.ord
     RETURNING 1
 )
-SELECT f.ord, f.ok, saga.first_pos FROM fenced f LEFT JOIN saga ON saga.ord = f.ord
+SELECT f.ord, f.ok, t.first_pos FROM fenced f LEFT JOIN target t ON t.ord = f.ord
 ORDER BY f.ord";
 
 /// Retention: up to `$2` sagas that ended well before `$1`, with their journals. One row: how
@@ -255,6 +331,7 @@ struct Statements {
     lock_shards: Statement,
     put_definition: Statement,
     start: Statement,
+    start_many: Statement,
     append: Statement,
     append_many: Statement,
     purge: Statement,
@@ -271,6 +348,7 @@ impl Statements {
             lock_shards: client.prepare_cached(LOCK_SHARDS_SQL).await?,
             put_definition: client.prepare_cached(PUT_DEFINITION_SQL).await?,
             start: client.prepare_cached(START_SQL).await?,
+            start_many: client.prepare_cached(START_MANY_SQL).await?,
             append: client.prepare_cached(APPEND_SQL).await?,
             append_many: client.prepare_cached(APPEND_MANY_SQL).await?,
             purge: client.prepare_cached(PURGE_SQL).await?,
@@ -304,6 +382,8 @@ enum Encoded {
         status: &'static str,
         updated_at_ms: i64,
         events: Journal,
+        /// `Journal::tells` its `updated_at`.
+        told: bool,
         shard: Option<i32>,
         epoch: Option<i64>,
     },
@@ -318,6 +398,14 @@ struct Journal {
     count: i64,
     at_ms: Vec<i64>,
     bodies: Vec<String>,
+}
+
+impl Journal {
+    /// Whether a saga's `updated_at` after these events is the last one's time, so that the
+    /// journal tells it and the saga's row need not (`APPEND_SQL`).
+    fn tells(&self, updated_at_ms: i64) -> bool {
+        self.at_ms.last() == Some(&updated_at_ms)
+    }
 }
 
 impl Journal {
@@ -360,14 +448,19 @@ fn encode(op: &Op) -> Result<Encoded, Error> {
                 handoff: saga.handoff,
             }
         }
-        Op::Append(batch) => Encoded::Append {
-            id: batch.saga_id.clone(),
-            status: batch.status.as_str(),
-            updated_at_ms: to_i64(batch.updated_at_ms, "updated_at_ms")?,
-            events: Journal::encode(&batch.events)?,
-            shard: batch.fence.map(|f| shard_i32(f.shard)).transpose()?,
-            epoch: batch.fence.map(|f| to_i64(f.epoch, "epoch")).transpose()?,
-        },
+        Op::Append(batch) => {
+            let updated_at_ms = to_i64(batch.updated_at_ms, "updated_at_ms")?;
+            let events = Journal::encode(&batch.events)?;
+            Encoded::Append {
+                id: batch.saga_id.clone(),
+                status: batch.status.as_str(),
+                updated_at_ms,
+                told: events.tells(updated_at_ms),
+                events,
+                shard: batch.fence.map(|f| shard_i32(f.shard)).transpose()?,
+                epoch: batch.fence.map(|f| to_i64(f.epoch, "epoch")).transpose()?,
+            }
+        }
         Op::Purge { before_ms, limit } => Encoded::Purge {
             before_ms: to_i64(*before_ms, "before_ms")?,
             limit: i64::try_from(*limit).unwrap_or(i64::MAX),
@@ -396,6 +489,7 @@ struct Appends<'a> {
     statuses: Vec<&'static str>,
     updated_at_ms: Vec<i64>,
     counts: Vec<i64>,
+    told: Vec<bool>,
     shards: Vec<Option<i32>>,
     epochs: Vec<Option<i64>>,
     event_ords: Vec<i64>,
@@ -414,6 +508,7 @@ impl<'a> Appends<'a> {
                 status,
                 updated_at_ms,
                 events,
+                told,
                 shard,
                 epoch,
             } = e
@@ -425,6 +520,7 @@ impl<'a> Appends<'a> {
             appends.statuses.push(status);
             appends.updated_at_ms.push(*updated_at_ms);
             appends.counts.push(events.count);
+            appends.told.push(*told);
             appends.shards.push(*shard);
             appends.epochs.push(*epoch);
             let ord = appends.index.len() as i64;
@@ -456,6 +552,115 @@ impl<'a> Appends<'a> {
                 &self.counts,
                 &self.shards,
                 &self.epochs,
+                &self.event_ords,
+                &self.event_places,
+                &self.event_at_ms,
+                &self.event_bodies,
+                &self.told,
+            ],
+        )
+    }
+}
+
+/// A batch's starts as the arrays of `START_MANY_SQL`, borrowed from their encodings.
+#[derive(Default)]
+struct Starts<'a> {
+    /// Where each start is in the batch, in the arrays' order.
+    index: Vec<usize>,
+    ids: Vec<&'a str>,
+    definitions: Vec<&'a str>,
+    versions: Vec<i64>,
+    statuses: Vec<&'static str>,
+    created_at_ms: Vec<i64>,
+    updated_at_ms: Vec<i64>,
+    keys: Vec<Option<&'a str>>,
+    hashes: Vec<Option<&'a str>>,
+    counts: Vec<i64>,
+    shards: Vec<i32>,
+    epochs: Vec<Option<i64>>,
+    handoffs: Vec<bool>,
+    event_ords: Vec<i64>,
+    event_places: Vec<i64>,
+    event_at_ms: Vec<i64>,
+    event_bodies: Vec<&'a str>,
+}
+
+impl<'a> Starts<'a> {
+    /// The batch's starts, when there are at least two and no two share an id or an
+    /// idempotency key.
+    fn of(encoded: &'a [Encoded]) -> Option<Starts<'a>> {
+        let mut starts = Starts::default();
+        for (index, e) in encoded.iter().enumerate() {
+            let Encoded::Start {
+                id,
+                definition,
+                version,
+                status,
+                created_at_ms,
+                updated_at_ms,
+                idempotency_key,
+                request_hash,
+                events,
+                shard,
+                epoch,
+                handoff,
+            } = e
+            else {
+                continue;
+            };
+            starts.index.push(index);
+            starts.ids.push(id);
+            starts.definitions.push(definition);
+            starts.versions.push(*version);
+            starts.statuses.push(status);
+            starts.created_at_ms.push(*created_at_ms);
+            starts.updated_at_ms.push(*updated_at_ms);
+            starts.keys.push(idempotency_key.as_deref());
+            starts.hashes.push(request_hash.as_deref());
+            starts.counts.push(events.count);
+            starts.shards.push(*shard);
+            starts.epochs.push(*epoch);
+            starts.handoffs.push(*handoff);
+            let ord = starts.index.len() as i64;
+            for (place, (at_ms, body)) in events.at_ms.iter().zip(&events.bodies).enumerate() {
+                starts.event_ords.push(ord);
+                starts.event_places.push(place as i64);
+                starts.event_at_ms.push(*at_ms);
+                starts.event_bodies.push(body);
+            }
+        }
+        let distinct = |mut values: Vec<&str>| {
+            let len = values.len();
+            values.sort_unstable();
+            values.dedup();
+            values.len() == len
+        };
+        let keys = starts.keys.iter().flatten().copied().collect();
+        (starts.index.len() >= 2 && distinct(starts.ids.clone()) && distinct(keys))
+            .then_some(starts)
+    }
+
+    fn holds(&self, index: usize) -> bool {
+        self.index.binary_search(&index).is_ok()
+    }
+
+    fn send<'b>(&'b self, client: &'b Object, statements: &'b Statements) -> Answer<'b> {
+        prepared(
+            client,
+            &statements.start_many,
+            vec![
+                &self.ids,
+                &self.definitions,
+                &self.versions,
+                &self.statuses,
+                &self.created_at_ms,
+                &self.updated_at_ms,
+                &self.keys,
+                &self.hashes,
+                &self.counts,
+                &self.shards,
+                &self.epochs,
+                &self.handoffs,
                 &self.event_ords,
                 &self.event_places,
                 &self.event_at_ms,
@@ -525,6 +730,7 @@ fn request<'a>(client: &'a Object, statements: &'a Statements, encoded: &'a Enco
             status,
             updated_at_ms,
             events,
+            told,
             shard,
             epoch,
         } => prepared(
@@ -539,6 +745,7 @@ fn request<'a>(client: &'a Object, statements: &'a Statements, encoded: &'a Enco
                 &events.bodies,
                 shard,
                 epoch,
+                told,
             ],
         ),
         Encoded::Purge { before_ms, limit } => {
@@ -630,22 +837,7 @@ fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
             let row = rows
                 .first()
                 .ok_or_else(|| Error::Corrupt("starting a saga answered no row".into()))?;
-            let inserted: i64 = row.try_get(0)?;
-            let holder: Option<&str> = row.try_get(2)?;
-            let fence_held: bool = row.try_get(11)?;
-            if inserted > 0 {
-                Interpreted::Done(Ok(Outcome::Start(StartOutcome::Created)))
-            } else if holder.is_some() {
-                let (_, record) = saga_row(row, 1)?;
-                Interpreted::Done(Ok(Outcome::Start(StartOutcome::Existing(record))))
-            } else if let (false, Some(fence)) = (fence_held, saga.fence) {
-                Interpreted::Done(Err(Error::Fenced {
-                    shard: fence.shard,
-                    epoch: fence.epoch,
-                }))
-            } else {
-                Interpreted::Raced("another process took the idempotency key")
-            }
+            start_outcome(saga, row, 0)?
         }
         Op::Append(batch) => {
             let row = rows
@@ -661,6 +853,52 @@ fn interpret(op: &Op, rows: &[Row]) -> Result<Interpreted, Error> {
             Interpreted::Done(Ok(Outcome::Purged(super::read::to_u64(count, "purged")?)))
         }
     })
+}
+
+/// What a start's row says (`START_SQL`'s columns, from column `at`): inserted, or the key's
+/// holder, or fenced, or raced.
+fn start_outcome(saga: &NewSaga, row: &Row, at: usize) -> Result<Interpreted, Error> {
+    let inserted: i64 = row.try_get(at)?;
+    let holder: Option<&str> = row.try_get(at + 2)?;
+    let fence_held: bool = row.try_get(at + 11)?;
+    Ok(if inserted > 0 {
+        Interpreted::Done(Ok(Outcome::Start(StartOutcome::Created)))
+    } else if holder.is_some() {
+        let (_, record) = saga_row(row, at + 1)?;
+        Interpreted::Done(Ok(Outcome::Start(StartOutcome::Existing(record))))
+    } else if let (false, Some(fence)) = (fence_held, saga.fence) {
+        Interpreted::Done(Err(Error::Fenced {
+            shard: fence.shard,
+            epoch: fence.epoch,
+        }))
+    } else {
+        Interpreted::Raced("another process took the idempotency key")
+    })
+}
+
+/// Reads `START_MANY_SQL`'s answer: a row per start, in the order of `starts`.
+fn read_starts(
+    starts: &Starts<'_>,
+    ops: &[Op],
+    rows: &[Row],
+    results: &mut [Option<Result<Outcome, Error>>],
+) -> Result<(), BatchError> {
+    if rows.len() != starts.index.len() {
+        return Err(BatchError::Failed(
+            "internal: the starts answered a row count of their own".into(),
+        ));
+    }
+    for (row, &index) in rows.iter().zip(&starts.index) {
+        let Op::Start(saga) = &ops[index] else {
+            return Err(BatchError::Failed("internal: not a start".into()));
+        };
+        match start_outcome(saga, row, 1) {
+            Ok(Interpreted::Done(result)) => results[index] = Some(result),
+            Ok(Interpreted::Raced(what)) => return Err(BatchError::Conflict(what.into())),
+            Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// What an append's row says: whether its fence held, and the first position it wrote.
@@ -758,13 +996,19 @@ async fn run_once(
         }
         prefix
     };
-    // Without savepoints (the first round), a batch's appends go in one statement, sent last.
+    // Without savepoints (the first round), a batch's starts go in one statement and its
+    // appends in another, sent last.
+    let starts = Starts::of(encoded);
     let appends = Appends::of(encoded);
     let mut savepoints = false;
     let mut prefix = begin();
     loop {
+        let bulk_starts = starts.as_ref().filter(|_| !savepoints);
         let bulk = appends.as_ref().filter(|_| !savepoints);
-        let alone = |index: usize| bulk.is_none_or(|appends| !appends.holds(index));
+        let alone = |index: usize| {
+            bulk_starts.is_none_or(|starts| !starts.holds(index))
+                && bulk.is_none_or(|appends| !appends.holds(index))
+        };
         let prefix_len = prefix.len();
         let mut sent = prefix;
         for (index, encoded) in encoded.iter().enumerate().skip(next) {
@@ -778,6 +1022,9 @@ async fn run_once(
             if savepoints {
                 sent.push(prepared(client, &statements.release, Vec::new()));
             }
+        }
+        if let Some(starts) = bulk_starts {
+            sent.push(starts.send(client, statements));
         }
         if let Some(appends) = bulk {
             sent.push(appends.send(client, statements));
@@ -817,6 +1064,18 @@ async fn run_once(
                 Err(e) => return Err(BatchError::Failed(format!("reading an answer: {e}"))),
             }
             release.map_err(|e| BatchError::from_statement(&e))?;
+        }
+        if let (None, Some(starts)) = (failed, bulk_starts) {
+            match answers.next() {
+                Some(Ok(rows)) => read_starts(starts, ops, &rows, &mut results)?,
+                Some(Err(e)) if is_connection_failure(&e) || is_conflict(&e) => {
+                    return Err(BatchError::from_statement(&e));
+                }
+                // One of the starts failed (a taken id): which one, only a run with savepoints
+                // tells.
+                Some(Err(_)) => failed = starts.index.first().copied(),
+                None => return Err(BatchError::Failed("internal: an answer is missing".into())),
+            }
         }
         if let (None, Some(appends)) = (failed, bulk) {
             match answers.next() {
