@@ -4,11 +4,17 @@
 //! both) with several coordinators able to share one database:
 //!
 //! - **Group commit** (`write.rs`): one writer task drains a bounded queue, puts up to
-//!   [`PgConfig::batch_max`] requests in one transaction, each in its own `SAVEPOINT` so that a
-//!   request the database refuses fails alone, and answers only after `COMMIT`. The statements
-//!   of a batch are pipelined (sent without waiting for each answer), so a batch costs two round
-//!   trips (`BEGIN` + every request, then `COMMIT`) whatever its size. Every request is one
-//!   statement (data-modifying CTEs), so no request needs an answer before the next is sent.
+//!   [`PgConfig::batch_max`] requests in one transaction, and answers only after `COMMIT`. The
+//!   statements of a batch are pipelined (sent without waiting for each answer), so a batch
+//!   costs two round trips (`BEGIN` + every request, then `COMMIT`) whatever its size. Every
+//!   request is one statement (data-modifying CTEs), so no request needs an answer before the
+//!   next is sent; a batch's starts go together in one statement and its appends in another.
+//!   Should one request fail, the batch is rolled back and run again with each request in its
+//!   own `SAVEPOINT`, so that the one the database refuses fails alone.
+//! - **The saga row** is updated only by an append that changes what the journal cannot tell
+//!   (the status, or an `updated_at` other than its last event's time): each update of it is a
+//!   new row version and an entry in each of its indexes. Reads take `updated_at` from the
+//!   events past the row's `events_count` when there are any.
 //! - **Conflicts**: a batch that hits SQLSTATE 40001 (serialization failure) or 40P01
 //!   (deadlock), or loses a race with another coordinator (an idempotency key or a definition
 //!   version taken in between), is rolled back and run again whole, up to
