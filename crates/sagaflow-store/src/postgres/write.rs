@@ -480,6 +480,28 @@ fn events_of(op: &Op) -> u64 {
     }
 }
 
+/// The events of a batch's starts or appends as the arrays a bulk statement takes: for each
+/// event, the number of its request in the statement's rows, its place among the request's
+/// events, its time and its body.
+#[derive(Default)]
+struct Events<'a> {
+    ords: Vec<i64>,
+    places: Vec<i64>,
+    at_ms: Vec<i64>,
+    bodies: Vec<&'a str>,
+}
+
+impl<'a> Events<'a> {
+    fn add(&mut self, ord: i64, journal: &'a Journal) {
+        for (place, (at_ms, body)) in journal.at_ms.iter().zip(&journal.bodies).enumerate() {
+            self.ords.push(ord);
+            self.places.push(place as i64);
+            self.at_ms.push(*at_ms);
+            self.bodies.push(body);
+        }
+    }
+}
+
 /// A batch's appends as the arrays of `APPEND_MANY_SQL`, borrowed from their encodings.
 #[derive(Default)]
 struct Appends<'a> {
@@ -492,10 +514,7 @@ struct Appends<'a> {
     told: Vec<bool>,
     shards: Vec<Option<i32>>,
     epochs: Vec<Option<i64>>,
-    event_ords: Vec<i64>,
-    event_places: Vec<i64>,
-    event_at_ms: Vec<i64>,
-    event_bodies: Vec<&'a str>,
+    events: Events<'a>,
 }
 
 impl<'a> Appends<'a> {
@@ -524,12 +543,7 @@ impl<'a> Appends<'a> {
             appends.shards.push(*shard);
             appends.epochs.push(*epoch);
             let ord = appends.index.len() as i64;
-            for (place, (at_ms, body)) in events.at_ms.iter().zip(&events.bodies).enumerate() {
-                appends.event_ords.push(ord);
-                appends.event_places.push(place as i64);
-                appends.event_at_ms.push(*at_ms);
-                appends.event_bodies.push(body);
-            }
+            appends.events.add(ord, events);
         }
         let mut ids = appends.ids.clone();
         ids.sort_unstable();
@@ -552,10 +566,10 @@ impl<'a> Appends<'a> {
                 &self.counts,
                 &self.shards,
                 &self.epochs,
-                &self.event_ords,
-                &self.event_places,
-                &self.event_at_ms,
-                &self.event_bodies,
+                &self.events.ords,
+                &self.events.places,
+                &self.events.at_ms,
+                &self.events.bodies,
                 &self.told,
             ],
         )
@@ -579,10 +593,7 @@ struct Starts<'a> {
     shards: Vec<i32>,
     epochs: Vec<Option<i64>>,
     handoffs: Vec<bool>,
-    event_ords: Vec<i64>,
-    event_places: Vec<i64>,
-    event_at_ms: Vec<i64>,
-    event_bodies: Vec<&'a str>,
+    events: Events<'a>,
 }
 
 impl<'a> Starts<'a> {
@@ -622,12 +633,7 @@ impl<'a> Starts<'a> {
             starts.epochs.push(*epoch);
             starts.handoffs.push(*handoff);
             let ord = starts.index.len() as i64;
-            for (place, (at_ms, body)) in events.at_ms.iter().zip(&events.bodies).enumerate() {
-                starts.event_ords.push(ord);
-                starts.event_places.push(place as i64);
-                starts.event_at_ms.push(*at_ms);
-                starts.event_bodies.push(body);
-            }
+            starts.events.add(ord, events);
         }
         let distinct = |mut values: Vec<&str>| {
             let len = values.len();
@@ -661,10 +667,10 @@ impl<'a> Starts<'a> {
                 &self.shards,
                 &self.epochs,
                 &self.handoffs,
-                &self.event_ords,
-                &self.event_places,
-                &self.event_at_ms,
-                &self.event_bodies,
+                &self.events.ords,
+                &self.events.places,
+                &self.events.at_ms,
+                &self.events.bodies,
             ],
         )
     }
