@@ -254,8 +254,9 @@ SELECT (SELECT ok FROM fence), (SELECT first_pos FROM target)";
 
 /// Every append of a batch in one statement: what `APPEND_SQL` does for one, for each row of the
 /// arrays (`$1`–`$6` and `$11`, a row per append, numbered from 1 in order) and their events
-/// (`$7`–`$10`: the append's number, the event's place among its events, its time, its body). One row per
-/// append, in order: (its number, whether its fence held, its first position written or NULL).
+/// (`$7`–`$10`: the append's number, the event's place among its events, its time, its body).
+/// One row per append, in order: (its number, whether its fence held, its first position
+/// written or NULL).
 /// A batch never holds two appends of one saga (a saga's task waits for each write); one
 /// that would is run a statement per append. `s.id = ANY($1)` gives the planner the primary
 /// key to look the sagas up by (and the writer's connections have sequential scans off: see
@@ -502,6 +503,14 @@ impl<'a> Events<'a> {
     }
 }
 
+/// Whether no two of `values` are equal (a bulk statement takes each saga once).
+fn distinct(mut values: Vec<&str>) -> bool {
+    let len = values.len();
+    values.sort_unstable();
+    values.dedup();
+    values.len() == len
+}
+
 /// A batch's appends as the arrays of `APPEND_MANY_SQL`, borrowed from their encodings.
 #[derive(Default)]
 struct Appends<'a> {
@@ -545,10 +554,7 @@ impl<'a> Appends<'a> {
             let ord = appends.index.len() as i64;
             appends.events.add(ord, events);
         }
-        let mut ids = appends.ids.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        (appends.index.len() >= 2 && ids.len() == appends.index.len()).then_some(appends)
+        (appends.index.len() >= 2 && distinct(appends.ids.clone())).then_some(appends)
     }
 
     fn holds(&self, index: usize) -> bool {
@@ -635,12 +641,6 @@ impl<'a> Starts<'a> {
             let ord = starts.index.len() as i64;
             starts.events.add(ord, events);
         }
-        let distinct = |mut values: Vec<&str>| {
-            let len = values.len();
-            values.sort_unstable();
-            values.dedup();
-            values.len() == len
-        };
         let keys = starts.keys.iter().flatten().copied().collect();
         (starts.index.len() >= 2 && distinct(starts.ids.clone()) && distinct(keys))
             .then_some(starts)
