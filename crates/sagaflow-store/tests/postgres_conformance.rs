@@ -152,6 +152,113 @@ async fn concurrent_migrations_apply_each_version_once() {
         .await;
 }
 
+/// The key columns schema version 4 moves to byte order (`COLLATE "C"`).
+const BYTE_ORDERED_KEYS: [(&str, &str); 6] = [
+    ("sagaflow_sagas", "id"),
+    ("sagaflow_sagas", "definition"),
+    ("sagaflow_sagas", "status"),
+    ("sagaflow_sagas", "idempotency_key"),
+    ("sagaflow_events", "saga_id"),
+    ("sagaflow_definitions", "name"),
+];
+
+/// Each of `BYTE_ORDERED_KEYS`' collation in `schema`, `None` for the database's default.
+async fn key_collations(admin: &tokio_postgres::Client, schema: &str) -> Vec<Option<String>> {
+    let mut collations = Vec::new();
+    for (table, column) in BYTE_ORDERED_KEYS {
+        let row = admin
+            .query_one(
+                "SELECT collation_name::TEXT FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 AND column_name = $3",
+                &[&schema, &table, &column],
+            )
+            .await
+            .unwrap();
+        collations.push(row.get(0));
+    }
+    collations
+}
+
+/// A journal from before schema version 4, whose keys compare under the database's collation,
+/// is migrated with its sagas in place: afterwards its keys compare bytes, and what it held
+/// reads back as it was written (by id, by idempotency key, and as a repeated start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_move_to_byte_order_with_the_journal_in_place() {
+    let Some(scratch) = Scratch::create().await else {
+        return;
+    };
+    let url = scratch.url.clone();
+    let schema = scratch.schema.clone();
+    let check = tokio_postgres::connect(&base_url(), NoTls).await.unwrap();
+    tokio::spawn(check.1);
+    let admin = check.0;
+    let store = scratch.open().await;
+    scratch
+        .run(async move {
+            store.put_definition("place-order", "{}", T0).await.unwrap();
+            store
+                .start_saga(saga("saga-1", Some("key-1")))
+                .await
+                .unwrap();
+            let mut batch = retry_event(T0 + 1);
+            batch.saga_id = "saga-1".to_owned();
+            store.append(batch).await.unwrap();
+            let written = store.get_saga("saga-1").await.unwrap().unwrap();
+            store.close().await.unwrap();
+            assert_eq!(
+                key_collations(&admin, &schema).await,
+                vec![Some("C".to_owned()); BYTE_ORDERED_KEYS.len()],
+                "a new journal's keys compare bytes"
+            );
+            // Back to version 3: the keys under the database's collation, version 4 not applied.
+            for (table, column) in BYTE_ORDERED_KEYS {
+                admin
+                    .batch_execute(&format!(
+                        "ALTER TABLE {schema}.{table} ALTER COLUMN {column} TYPE TEXT \
+                         COLLATE pg_catalog.\"default\""
+                    ))
+                    .await
+                    .unwrap();
+            }
+            admin
+                .batch_execute(&format!(
+                    "DELETE FROM {schema}.sagaflow_schema WHERE version = 4"
+                ))
+                .await
+                .unwrap();
+            assert_eq!(
+                key_collations(&admin, &schema).await,
+                vec![None; BYTE_ORDERED_KEYS.len()]
+            );
+
+            PgStore::migrate(&url)
+                .await
+                .expect("migrating to version 4");
+            assert_eq!(
+                key_collations(&admin, &schema).await,
+                vec![Some("C".to_owned()); BYTE_ORDERED_KEYS.len()]
+            );
+            let store = PgStore::open(&url, PgConfig::default()).await.unwrap();
+            let read = store.get_saga("saga-1").await.unwrap().unwrap();
+            assert_eq!(format!("{read:?}"), format!("{written:?}"));
+            let by_key = store.find_idempotency_key("key-1").await.unwrap().unwrap();
+            assert_eq!(by_key.id, "saga-1");
+            let again = store
+                .start_saga(saga("saga-2", Some("key-1")))
+                .await
+                .unwrap();
+            assert!(
+                matches!(&again, StartOutcome::Existing(r) if r.id == "saga-1"),
+                "{again:?}"
+            );
+            let (definition, created) =
+                store.put_definition("place-order", "{}", T0).await.unwrap();
+            assert_eq!((definition.version, created), (1, false));
+            store.close().await.unwrap();
+        })
+        .await;
+}
+
 /// Two coordinators on one database: racing starts with one key create one saga, and racing
 /// definition registrations get distinct, gapless versions (the loser of each race runs its
 /// batch again and sees the winner).
