@@ -104,6 +104,13 @@ fn retry_event(at_ms: u64) -> AppendBatch {
     }
 }
 
+/// A connection of its own to the test database, for a body that outlives the scratch's.
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&base_url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 /// Several processes migrating one empty database at once apply each version exactly once,
 /// and migrating again is a no-op.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,11 +118,8 @@ async fn concurrent_migrations_apply_each_version_once() {
     let Some(scratch) = Scratch::create().await else {
         return;
     };
-    let url = scratch.url.clone();
-    let schema = scratch.schema.clone();
-    let check = tokio_postgres::connect(&base_url(), NoTls).await.unwrap();
-    tokio::spawn(check.1);
-    let admin = check.0;
+    let (url, schema) = (scratch.url.clone(), scratch.schema.clone());
+    let admin = admin_client().await;
     scratch
         .run(async move {
             let mut migrations = JoinSet::new();
@@ -187,11 +191,8 @@ async fn keys_move_to_byte_order_with_the_journal_in_place() {
     let Some(scratch) = Scratch::create().await else {
         return;
     };
-    let url = scratch.url.clone();
-    let schema = scratch.schema.clone();
-    let check = tokio_postgres::connect(&base_url(), NoTls).await.unwrap();
-    tokio::spawn(check.1);
-    let admin = check.0;
+    let (url, schema) = (scratch.url.clone(), scratch.schema.clone());
+    let admin = admin_client().await;
     let store = scratch.open().await;
     scratch
         .run(async move {
