@@ -160,17 +160,28 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_read_and_its_switches_grow() {
+    fn a_process_is_read_and_its_switches_grow() {
         if !cfg!(target_os = "linux") {
             return;
         }
-        let me = std::process::id();
-        let before = read(me);
-        // Each sleep switches this thread out.
-        for _ in 0..5 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        // A process of its own, whose one thread waits for a child again and again: the test
+        // binary's threads come and go as other tests end, and a thread's switches leave the
+        // sum with it.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do sleep 0.01; done"])
+            .spawn()
+            .unwrap();
+        let before = read(child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut after = read(child.id());
+        while after.switches.unwrap() < before.switches.unwrap() + 5
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            after = read(child.id());
         }
-        let after = read(me);
+        let _ = child.kill();
+        let _ = child.wait();
         assert!(after.cpu_s.unwrap() >= before.cpu_s.unwrap());
         assert!(
             after.switches.unwrap() >= before.switches.unwrap() + 5,
