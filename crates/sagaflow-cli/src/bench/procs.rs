@@ -167,10 +167,21 @@ mod tests {
         // A process of its own, whose one thread waits for a child again and again: the test
         // binary's threads come and go as other tests end, and a thread's switches leave the
         // sum with it.
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "while :; do sleep 0.01; done"])
-            .spawn()
-            .unwrap();
+        /// Killed and reaped however the test ends, so a failing assertion leaves no loop behind.
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Reaped(
+            std::process::Command::new("sh")
+                .args(["-c", "while :; do sleep 0.01; done"])
+                .spawn()
+                .unwrap(),
+        );
+        let child = &child.0;
         let before = read(child.id());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut after = read(child.id());
@@ -180,8 +191,6 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             after = read(child.id());
         }
-        let _ = child.kill();
-        let _ = child.wait();
         assert!(after.cpu_s.unwrap() >= before.cpu_s.unwrap());
         assert!(
             after.switches.unwrap() >= before.switches.unwrap() + 5,
