@@ -85,7 +85,8 @@ fn started(definition: &str, version: u32, at_ms: u64) -> Event {
     }
 }
 
-fn attempt_started(step: usize, attempt: u32, at_ms: u64) -> Event {
+/// An action's attempt began (for backends' own tests beside the suite).
+pub fn attempt_started(step: usize, attempt: u32, at_ms: u64) -> Event {
     Event {
         at_ms,
         kind: EventKind::AttemptStarted {

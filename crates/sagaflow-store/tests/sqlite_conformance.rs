@@ -200,3 +200,56 @@ async fn the_wal_stays_bounded_under_writes_that_never_pause() {
         .len();
     assert!(db > 2 * PAGE, "a database file of {db} bytes");
 }
+
+/// An append that keeps the saga's status writes its journal row only: the saga's row keeps the
+/// `updated_at` its last status change gave it, and every read takes the journal row's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_that_keeps_the_status_leaves_the_sagas_row_alone() {
+    use sagaflow_core::SagaStatus;
+    let (dir, store) = fresh();
+    let started = conformance::new_saga("saga-1", "place-order", 1_000);
+    assert_eq!(
+        store.start_saga(started).await.expect("start"),
+        StartOutcome::Created
+    );
+    let append = |status, at_ms| sagaflow_store::AppendBatch {
+        saga_id: "saga-1".into(),
+        events: vec![conformance::attempt_started(0, 1, at_ms)],
+        status,
+        updated_at_ms: at_ms,
+        fence: None,
+    };
+    store
+        .append(append(SagaStatus::Running, 1_010))
+        .await
+        .expect("append");
+    let loaded = store.get_saga("saga-1").await.expect("get").expect("saga");
+    assert_eq!(loaded.record.updated_at_ms, 1_010);
+
+    let conn = rusqlite::Connection::open(dir.path().join(sagaflow_store::sqlite::JOURNAL_FILE))
+        .expect("open the journal file");
+    let row = |conn: &rusqlite::Connection| -> (String, i64) {
+        conn.query_row(
+            "SELECT status, updated_at_ms FROM sagas WHERE id = 'saga-1'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the saga's row")
+    };
+    assert_eq!(
+        row(&conn),
+        ("running".into(), 1_000),
+        "the row was not rewritten"
+    );
+
+    // A status change rewrites it, and then its row's time is the saga's again.
+    store
+        .append(append(SagaStatus::Compensating, 1_020))
+        .await
+        .expect("append");
+    assert_eq!(row(&conn), ("compensating".into(), 1_020));
+    let loaded = store.get_saga("saga-1").await.expect("get").expect("saga");
+    assert_eq!(loaded.record.updated_at_ms, 1_020);
+    assert_eq!(loaded.events.len(), 3);
+    store.close().await.expect("close");
+}

@@ -106,19 +106,26 @@ async fn a_version_2_journal_keeps_its_sagas_and_events_in_order() {
     assert_eq!(unfinished.len(), 1);
     assert_eq!(unfinished[0].record.id, "saga-r");
     assert_eq!(unfinished[0].events, running);
+    // Migrated journal rows carry no `at_ms`: the saga's row tells its `updated_at`.
+    assert_eq!(unfinished[0].record.updated_at_ms, 1_003);
 
-    // New writes land after the migrated ones.
+    // New writes land after the migrated ones, and each tells its `updated_at`, whether it
+    // rewrote the saga's row (the first, which finds the saga uncached) or not.
     let more = journal_of(2)[3..].to_vec();
-    store
-        .append(AppendBatch {
-            saga_id: "saga-r".into(),
-            events: more.clone(),
-            status: SagaStatus::Running,
-            updated_at_ms: 1_010,
-            fence: None,
-        })
-        .await
-        .unwrap();
+    for (events, updated_at_ms) in [(&more[..1], 1_010), (&more[1..], 1_020)] {
+        store
+            .append(AppendBatch {
+                saga_id: "saga-r".into(),
+                events: events.to_vec(),
+                status: SagaStatus::Running,
+                updated_at_ms,
+                fence: None,
+            })
+            .await
+            .unwrap();
+        let loaded = store.get_saga("saga-r").await.unwrap().unwrap();
+        assert_eq!(loaded.record.updated_at_ms, updated_at_ms);
+    }
     let loaded = store.get_saga("saga-r").await.unwrap().unwrap();
     assert_eq!(loaded.events, [running, more].concat());
     // A purge takes a migrated saga's journal with it.

@@ -50,8 +50,12 @@ impl ReadPool {
     }
 }
 
+/// A saga's `updated_at` is its last journal row's `at_ms`, if that row has one (the append
+/// that wrote it kept the status and left the saga's row alone, see `write::append`), and
+/// otherwise its row's.
 pub(crate) const SAGA_COLUMNS: &str = "seq, id, definition, version, status, created_at_ms, \
-     updated_at_ms, idempotency_key, request_hash";
+     COALESCE((SELECT j.at_ms FROM journal j WHERE j.saga_seq = sagas.seq \
+     ORDER BY j.seq DESC LIMIT 1), updated_at_ms), idempotency_key, request_hash";
 
 /// Reads a row selected with `SAGA_COLUMNS`; returns its `seq` too.
 pub(crate) fn saga_row(row: &Row<'_>) -> rusqlite::Result<(i64, SagaRecord)> {

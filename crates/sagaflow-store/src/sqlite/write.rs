@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::Checkpointer;
 use super::read::{self, ReadPool};
 use super::replies::{self, Route};
-use super::seqs::Seqs;
+use super::seqs::{Kept, Seqs};
 use super::{SqliteConfig, schema};
 use crate::{
     AppendBatch, DefinitionRecord, Error, ListFilter, LoadedSaga, NewSaga, SagaPage, SagaRecord,
@@ -657,35 +657,58 @@ fn start_saga(conn: &Connection, seqs: &mut Seqs, saga: &NewSaga) -> Result<Star
         r.request_hash
     ])?;
     let seq = conn.last_insert_rowid();
-    insert_events(conn, seq, &saga.events)?;
+    if !saga.events.is_empty() {
+        insert_events(conn, seq, &saga.events, None)?;
+    }
     if !r.status.is_terminal() {
-        seqs.stage(&r.id, seq);
+        seqs.stage(
+            &r.id,
+            Kept {
+                seq,
+                status: r.status,
+            },
+        );
     }
     Ok(StartOutcome::Created)
 }
 
+/// Every append writes one journal row (an empty array if it has no events), so that the saga's
+/// last row says where its `updated_at` is. An append that keeps the saga's status, as two of a
+/// `saga-3`'s three do (a step's answer with the next step's attempt), leaves the saga's row
+/// alone and writes its `updated_at` in its journal row's `at_ms` (see `read::SAGA_COLUMNS`);
+/// one that changes the status updates the row, and its journal row's `at_ms` stays NULL.
 fn append(conn: &Connection, seqs: &mut Seqs, batch: &AppendBatch) -> Result<(), Error> {
     let no_saga = || Error::Corrupt(format!("no saga {}", batch.saga_id));
-    let saga_seq = match seqs.get(&batch.saga_id) {
-        Some(seq) => seq,
+    let kept = seqs.current(&batch.saga_id);
+    let saga_seq = match kept {
+        Some(kept) => kept.seq,
         None => {
             // Not kept (started before this process opened the journal, or past the cache's
             // bound): looked up, and kept from now on. Two cheap statements rather than
             // `UPDATE … RETURNING`, which buffers its result in an ephemeral table.
-            let seq: i64 = conn
-                .prepare_cached("SELECT seq FROM sagas WHERE id = ?1")?
+            conn.prepare_cached("SELECT seq FROM sagas WHERE id = ?1")?
                 .query_row(params![batch.saga_id], |row| row.get(0))
                 .optional()?
-                .ok_or_else(no_saga)?;
-            if !batch.status.is_terminal() {
-                seqs.stage(&batch.saga_id, seq);
-            }
-            seq
+                .ok_or_else(no_saga)?
         }
     };
+    // A kept row holds the status its last committed (or this transaction's) write gave it.
+    let status_kept = kept.is_some_and(|kept| kept.status == batch.status);
     if batch.status.is_terminal() {
         // Nothing more is appended to it, but for a retry of `failed`, which looks it up.
         seqs.forget(&batch.saga_id);
+    } else {
+        seqs.stage(
+            &batch.saga_id,
+            Kept {
+                seq: saga_seq,
+                status: batch.status,
+            },
+        );
+    }
+    if status_kept && !batch.status.is_terminal() {
+        // Only a purge deletes sagas, and it deletes terminal ones, which are never kept.
+        return insert_events(conn, saga_seq, &batch.events, Some(batch.updated_at_ms));
     }
     let changed = conn
         .prepare_cached("UPDATE sagas SET status = ?2, updated_at_ms = ?3 WHERE seq = ?1")?
@@ -699,21 +722,20 @@ fn append(conn: &Connection, seqs: &mut Seqs, batch: &AppendBatch) -> Result<(),
         seqs.forget(&batch.saga_id);
         return Err(no_saga());
     }
-    insert_events(conn, saga_seq, &batch.events)
+    insert_events(conn, saga_seq, &batch.events, None)
 }
 
-/// One journal row for one write's events (a JSON array), under the saga's `seq`.
+/// One journal row for one write's events (a JSON array), under the saga's `seq`; `at_ms` is the
+/// write's `updated_at` when the saga's row was left as it was.
 fn insert_events(
     conn: &Connection,
     saga_seq: i64,
     events: &[sagaflow_core::Event],
+    at_ms: Option<u64>,
 ) -> Result<(), Error> {
-    if events.is_empty() {
-        return Ok(());
-    }
     let body = serde_json::to_string(events)?;
-    conn.prepare_cached("INSERT INTO journal (saga_seq, body) VALUES (?1, ?2)")?
-        .execute(params![saga_seq, body])?;
+    conn.prepare_cached("INSERT INTO journal (saga_seq, body, at_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![saga_seq, body, at_ms.map(|at| at as i64)])?;
     Ok(())
 }
 
