@@ -97,8 +97,8 @@ const MIGRATIONS: &[&str] = &[
 "#,
     // An append that keeps the saga's status (a step's answer with the next step's attempt)
     // writes its journal row only, with its `updated_at` in the row's `at_ms`, instead of also
-    // rewriting the saga's row (−7 % of the journal thread's CPU at `-c 64`, BENCHMARKS.md).
-    // Rows written before it have none: their saga's row holds its `updated_at`.
+    // rewriting the saga's row (the journal thread's CPU per saga at `-c 64` −6 to −10 %,
+    // BENCHMARKS.md). Rows written before it have none: their saga's row holds `updated_at`.
     r#"
     ALTER TABLE journal ADD COLUMN at_ms INTEGER;
 "#,
