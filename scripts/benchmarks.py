@@ -84,8 +84,8 @@ def cpu_table(all_rounds):
     lines = [
         "| scenario | coordinator µs/saga (switches) | participant | load generator | all µs/saga "
         "| direct: participant | direct: load generator | direct: all µs/saga | CPU ratio | sagas/s ratio "
-        "| thread wake-up round trip µs (CPU µs) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| thread wake-up round trip µs (CPU µs) | coordinator's threads µs/saga |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
 
     def med(rounds, *path):
@@ -108,6 +108,16 @@ def cpu_table(all_rounds):
         sums = [sum(s["cpu_s_per_saga"] for s in r[group].values()) for r in rounds if r.get(group)]
         return fmt(statistics.median(sums) * 1e6) if sums else "–"
 
+    def threads(rounds):
+        names = sorted({name for r in rounds
+                        for name in (r.get("processes") or {}).get("coordinator", {}).get("threads_cpu_s_per_saga", {})})
+        parts = []
+        for name in names:
+            cpu = med(rounds, "processes", "coordinator", "threads_cpu_s_per_saga", name)
+            if cpu is not None:
+                parts.append(f"{name} {cpu * 1e6:,.1f}")
+        return ", ".join(parts) if parts else "–"
+
     for label, rounds in all_rounds:
         if not any(r.get("processes") for r in rounds):
             continue
@@ -118,7 +128,7 @@ def cpu_table(all_rounds):
             f"| {total(rounds, 'processes')} | {share(rounds, 'direct_processes', 'participant')} "
             f"| {share(rounds, 'direct_processes', 'load_generator')} | {total(rounds, 'direct_processes')} "
             f"| {fmt(med(rounds, 'cpu_ratio_to_direct'), 2)} | {fmt(med(rounds, 'ratio_to_direct'), 2)} "
-            f"| {fmt(wake, 1)} ({fmt(wake_cpu, 1)}) |"
+            f"| {fmt(wake, 1)} ({fmt(wake_cpu, 1)}) | {threads(rounds)} |"
         )
     return "\n".join(lines)
 

@@ -188,6 +188,16 @@ impl Report {
             })
         };
         optional("cpu, switches/saga", per_process(&self.processes));
+        for (name, share) in self.processes.iter().flatten() {
+            let threads = share
+                .threads_cpu_s_per_saga
+                .iter()
+                .map(|(thread, cpu_s)| format!("{thread} {:.1} us", cpu_s * 1e6))
+                .collect::<Vec<_>>();
+            if threads.len() > 1 {
+                optional(&format!("{name} threads/saga"), Some(threads.join("  ")));
+            }
+        }
         optional(
             "direct cpu, switches/saga",
             per_process(&self.direct_processes),
