@@ -164,7 +164,14 @@ pub async fn serve_loops(
     let this = [tokio::runtime::Handle::current()];
     let _ticks = loops::TimerTicks::on(if loops.is_empty() { &this } else { &loops });
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "sagaflow listening");
+    // A target of its own, so that a tool can ask for this line alone (`sagaflow bench` reads
+    // the address from it when the port was left to the system).
+    tracing::info!(
+        target: "sagaflow_server::listening",
+        %addr,
+        data_dir = %config.data_dir.display(),
+        "sagaflow listening"
+    );
     let router = app(engine.clone());
     let draining = engine.clone();
     let shutdown = async move {

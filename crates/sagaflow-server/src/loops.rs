@@ -40,6 +40,9 @@ impl TimerTicks {
                     handle.spawn(async {
                         loop {
                             tokio::time::sleep(TIMER_TICK).await;
+                            // The tick also closes this loop's participant connections that
+                            // sat idle past their timeout.
+                            crate::engine::sweep_idle_connections();
                         }
                     })
                 })

@@ -104,13 +104,63 @@ pub fn participant() -> Result<(Process, SocketAddr), Error> {
     Ok((process, addr))
 }
 
-/// Starts `sagaflow server` on a free port with its journal in `data_dir`.
+/// Starts `sagaflow server` with its journal in `data_dir` on a port it picks itself, and
+/// returns it with the address it listens on (from its own log line). A port found free here
+/// and handed to the child could be taken meanwhile: a participant of another run once took one,
+/// answered its `/readyz`, and the run measured nothing but errors.
 pub fn coordinator(data_dir: &Path, store: &str) -> Result<(Process, SocketAddr), Error> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))?
-        .port();
-    coordinator_at(data_dir, store, SocketAddr::from(([127, 0, 0, 1], port)))
+    let mut command = coordinator_command(
+        data_dir,
+        store,
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|e| Error::Other(format!("the loopback address: {e}")))?,
+    )?;
+    // Its `sagaflow listening addr=…` line, and warnings (no line per saga: that would cost
+    // the run).
+    command
+        .env("SAGAFLOW_LOG", "warn,sagaflow_server::listening=info")
+        .env("SAGAFLOW_LOG_FORMAT", "text")
+        .stdout(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot start the coordinator: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Other("the coordinator has no stdout".into()))?;
+    let process = Process {
+        child,
+        name: "coordinator",
+    };
+    let mut lines = BufReader::new(stdout);
+    let addr = loop {
+        let mut line = String::new();
+        let read = lines
+            .read_line(&mut line)
+            .map_err(|e| Error::Other(format!("reading the coordinator's address: {e}")))?;
+        if read == 0 {
+            return Err(Error::Other(
+                "the coordinator exited before it listened (its error is above)".into(),
+            ));
+        }
+        if let Some(addr) = listening_addr(&line) {
+            break addr;
+        }
+    };
+    // The rest of its output is drained, so that it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    Ok((process, addr))
+}
+
+/// The address in the coordinator's `sagaflow listening addr=…` log line, if `line` is it.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("sagaflow listening") {
+        return None;
+    }
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .and_then(|addr| addr.parse().ok())
 }
 
 /// Starts `sagaflow server` on `addr` with its journal in `data_dir`.
@@ -119,23 +169,9 @@ pub fn coordinator_at(
     store: &str,
     addr: SocketAddr,
 ) -> Result<(Process, SocketAddr), Error> {
-    let mut command = Command::new(current_exe()?);
-    command
-        .arg("server")
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--stop-with-stdin")
+    let child = coordinator_command(data_dir, store, addr)?
         .env("SAGAFLOW_LOG", "warn")
-        // `Child` keeps the pipe's other end open until it is waited for.
-        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if store != "embedded" {
-        command.env("SAGAFLOW_STORE", store);
-    }
-    let child = command
         .spawn()
         .map_err(|e| Error::Other(format!("cannot start the coordinator: {e}")))?;
     Ok((
@@ -145,6 +181,24 @@ pub fn coordinator_at(
         },
         addr,
     ))
+}
+
+fn coordinator_command(data_dir: &Path, store: &str, addr: SocketAddr) -> Result<Command, Error> {
+    let mut command = Command::new(current_exe()?);
+    command
+        .arg("server")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--stop-with-stdin")
+        // `Child` keeps the pipe's other end open until it is waited for.
+        .stdin(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if store != "embedded" {
+        command.env("SAGAFLOW_STORE", store);
+    }
+    Ok(command)
 }
 
 /// Waits until `url` answers 2xx.
@@ -255,4 +309,25 @@ pub fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_is_read_from_the_listening_line_only() {
+        let line = "2026-12-08T00:05:01.123Z  INFO sagaflow_server::listening: sagaflow listening \
+                    addr=127.0.0.1:41234 data_dir=/tmp/x\n";
+        assert_eq!(
+            listening_addr(line),
+            Some("127.0.0.1:41234".parse().unwrap())
+        );
+        assert_eq!(listening_addr("WARN something addr=127.0.0.1:1\n"), None);
+        assert_eq!(
+            listening_addr("INFO sagaflow listening addr=nonsense\n"),
+            None
+        );
+    }
 }

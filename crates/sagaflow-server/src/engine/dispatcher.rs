@@ -1,30 +1,21 @@
 //! Calls participants: builds the request of the participant protocol, sends it on a pooled
-//! keep-alive HTTP/1.1 connection (hyper-util's client), and classifies the answer as the
-//! protocol's table says.
+//! keep-alive HTTP/1.1 connection (`http1.rs`), and classifies the answer as the protocol's
+//! table says.
 //!
-//! Participants see what the reqwest client this replaced sent them: the URL as the `url` crate
-//! normalizes it (with userinfo sent as Basic credentials), the same headers and the same TCP
-//! options; redirects are not followed (a 3xx fails the step). Each call costs less: the URL becomes
-//! an `http::Uri` once, when the attempt is prepared (most URLs skip the `url` crate), the body is
-//! shared rather than copied, and there is no middleware stack.
+//! Participants see what the reqwest client first used here sent them: the URL as the `url`
+//! crate normalizes it (with userinfo sent as Basic credentials), the same headers and the same
+//! TCP options; redirects are not followed (a 3xx fails the step). Each call costs less: the URL
+//! becomes an `http::Uri` once, when the attempt is prepared (most URLs skip the `url` crate),
+//! and the request goes out in one write from the saga's own task.
 
-use std::convert::Infallible;
-use std::error::Error as StdError;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{Method, StatusCode, Uri};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
@@ -33,76 +24,17 @@ use tokio::time::timeout_at;
 
 use sagaflow_core::{Failure, FailureKind, Payload, Phase, SagaState, Send};
 
+use super::http1::{self, Progress, Stage};
 use crate::metrics::{AttemptLabels, Metrics, PhaseLabel};
 
 /// The most of a failure answer's body kept for the error message.
 const ERROR_BODY_BYTES_MAX: usize = 2048;
-/// How long opening a connection may take; past it the attempt fails as not delivered.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// The most idle connections kept per participant host.
-const POOL_IDLE_PER_HOST_MAX: usize = 1024;
-/// TCP keep-alive probes (reqwest's defaults, kept): a participant host that vanished is noticed
-/// on a connection parked on a slow step or idle in the pool.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
-const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-const TCP_KEEPALIVE_RETRIES: u32 = 3;
-/// `TCP_USER_TIMEOUT` (reqwest's default on Linux, kept): data unacknowledged this long fails the
-/// connection, which counts as a timeout.
-#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
-const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How a failure while reading the answer's body begins (reqwest's words, kept for the messages
 /// already in journals).
 const BODY_ERROR: &str = "error decoding response body: request or response body error";
 
-type HttpClient = Client<HttpConnector, OutgoingBody>;
-
-/// Dispatchers' per-thread clients kept by one thread; past it, the oldest goes (a process
-/// normally has one dispatcher; tests make many on the same threads).
-const LOOP_CLIENTS_MAX: usize = 8;
-
-thread_local! {
-    /// Each dispatcher's client on this thread, by dispatcher id: a client's connections are
-    /// driven by tasks on the event loop that opened them, so each loop (see the server's
-    /// `loops.rs`) calls through a pool of its own, and a call never wakes another thread.
-    static LOOP_CLIENTS: std::cell::RefCell<Vec<(u64, HttpClient)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Tells dispatchers apart in `LOOP_CLIENTS`.
+/// Tells dispatchers apart: each has connection pools of its own (one per event loop).
 static DISPATCHER_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// An attempt's body, which tells whether a connection ever took the request: hyper polls a
-/// request's body only once a connection is writing it, so an attempt whose body was never
-/// polled was never sent (still waiting for a connection, or one could not be made in time) and
-/// is a definite no, like a refused connection, rather than a timeout that may have applied.
-struct OutgoingBody {
-    bytes: Option<Bytes>,
-    taken: Arc<AtomicBool>,
-}
-
-impl Body for OutgoingBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.taken.store(true, Ordering::Release);
-        Poll::Ready(self.bytes.take().map(|bytes| Ok(Frame::data(bytes))))
-    }
-
-    // Not at its end until polled, even if empty: so a sent request is always seen as taken.
-    fn is_end_stream(&self) -> bool {
-        self.bytes.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
-    }
-}
 
 /// Makes participant calls, at most `calls_in_flight_max` at once.
 pub struct Dispatcher {
@@ -139,22 +71,6 @@ impl Dispatcher {
             output_bytes_max,
             metrics,
         }
-    }
-
-    /// This thread's client (pooled keep-alive connections), made on its first call here.
-    fn client(&self) -> HttpClient {
-        LOOP_CLIENTS.with(|clients| {
-            let mut clients = clients.borrow_mut();
-            if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
-                return client.clone();
-            }
-            if clients.len() >= LOOP_CLIENTS_MAX {
-                clients.remove(0);
-            }
-            let client = new_client();
-            clients.push((self.id, client.clone()));
-            client
-        })
     }
 
     /// The request for one attempt, built from the saga as it stands when it is decided.
@@ -231,95 +147,73 @@ impl Dispatcher {
         let deadline = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
-        let response = self.send(spec, uri, deadline).await?;
-        let (parts, mut body) = response.into_parts();
-        if parts.status.is_success() {
+        let answer = self.send(spec, uri, deadline).await?;
+        let status = answer.status;
+        if status.is_success() {
             let mut output = Vec::new();
-            loop {
-                let frame = match timeout_at(deadline, body.frame()).await {
-                    Err(_) => {
-                        return Err(Failure::transport(
-                            FailureKind::Timeout,
-                            format!("{BODY_ERROR}: operation timed out"),
-                        ));
-                    }
-                    Ok(None) => break,
-                    Ok(Some(Err(error))) => {
-                        return Err(Failure::transport(
-                            transport_kind(&error, true),
-                            format!("{BODY_ERROR}: {}", error_chain(&error)),
-                        ));
-                    }
-                    Ok(Some(Ok(frame))) => frame,
-                };
-                // Trailers carry no output.
-                let Ok(chunk) = frame.into_data() else {
-                    continue;
-                };
-                if output.len() + chunk.len() > self.output_bytes_max {
+            // One byte past the limit tells a body that does not fit.
+            let limit = self.output_bytes_max;
+            let read = timeout_at(deadline, answer.body(&mut output, limit.saturating_add(1)));
+            match read.await {
+                Err(_) => {
+                    return Err(Failure::transport(
+                        FailureKind::Timeout,
+                        format!("{BODY_ERROR}: operation timed out"),
+                    ));
+                }
+                Ok(Err(error)) => {
+                    return Err(Failure::transport(
+                        transport_kind(&error, Stage::Answered),
+                        format!("{BODY_ERROR}: {error}"),
+                    ));
+                }
+                Ok(Ok(_)) if output.len() > limit => {
                     return Err(Failure::transport(
                         FailureKind::InvalidAnswer,
                         format!(
-                            "the answer's body is larger than the output limit of {} bytes",
-                            self.output_bytes_max
+                            "the answer's body is larger than the output limit of {limit} bytes"
                         ),
                     ));
                 }
-                output.extend_from_slice(&chunk);
+                Ok(Ok(_)) => {}
             }
             return Ok(output_payload(&output));
         }
-        if parts.status.is_redirection() {
-            return Err(redirect_failure(
-                parts.status,
-                parts.headers.get(header::LOCATION),
-            ));
+        if status.is_redirection() {
+            return Err(redirect_failure(status, answer.location.as_ref()));
         }
-        let retry_after_ms = parts
-            .headers
-            .get(header::RETRY_AFTER)
+        let retry_after_ms = answer
+            .retry_after
+            .as_ref()
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after_ms);
         // The status decides; the body only explains, so whatever arrives before it ends, fails
         // or the deadline passes is enough.
         let mut text = Vec::new();
-        while let Ok(Some(Ok(frame))) = timeout_at(deadline, body.frame()).await {
-            if let Ok(chunk) = frame.into_data() {
-                text.extend_from_slice(&chunk);
-                if text.len() >= ERROR_BODY_BYTES_MAX {
-                    break;
-                }
-            }
-        }
+        let _ = timeout_at(deadline, answer.body(&mut text, ERROR_BODY_BYTES_MAX)).await;
         Err(Failure::from_status(
-            parts.status.as_u16(),
+            status.as_u16(),
             error_message(&text),
             retry_after_ms,
         ))
     }
 
-    /// Sends the attempt. Redirects are not followed: reqwest's default policy, which this
-    /// replaced, turned a 301 or 302 to a POST into a GET without the saga's body, whose 2xx
-    /// would have passed for the step's answer. A redirect is a step pointed at the wrong URL:
-    /// it fails as the participant's no (see `redirect_failure`).
+    /// Sends the attempt and reads its answer's status and headers. Redirects are not
+    /// followed: reqwest's default policy, which the first client here had, turned a 301 or 302
+    /// to a POST into a GET without the saga's body, whose 2xx would have passed for the step's
+    /// answer. A redirect is a step pointed at the wrong URL: it fails as the participant's no
+    /// (see `redirect_failure`).
     async fn send(
         &self,
         spec: &CallSpec,
         uri: &Uri,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<Incoming>, Failure> {
-        let taken = Arc::new(AtomicBool::new(false));
-        let mut request = Request::new(OutgoingBody {
-            bytes: Some(spec.body.clone()),
-            taken: Arc::clone(&taken),
-        });
-        *request.method_mut() = spec.method.clone();
-        *request.uri_mut() = uri.clone();
-        *request.headers_mut() = request_headers(spec)?;
-        let outcome = timeout_at(deadline, self.client().request(request)).await;
-        let sent = taken.load(Ordering::Acquire);
-        match outcome {
-            Err(_) if !sent => Err(Failure::transport(
+    ) -> Result<http1::Answer, Failure> {
+        let headers = request_headers(spec)?;
+        let progress = Progress::new();
+        let sent = http1::send(self.id, &spec.method, uri, &headers, &spec.body, &progress);
+        match timeout_at(deadline, sent).await {
+            Err(_) if progress.stage() == Stage::Connecting => Err(Failure::transport(
                 FailureKind::Refused,
                 format!(
                     "error sending request for url ({uri}): operation timed out before a \
@@ -331,34 +225,12 @@ impl Dispatcher {
                 format!("error sending request for url ({uri}): operation timed out"),
             )),
             Ok(Err(error)) => Err(Failure::transport(
-                transport_kind(&error, sent),
-                format!(
-                    "error sending request for url ({uri}): {}",
-                    error_chain(&error)
-                ),
+                transport_kind(&error, progress.stage()),
+                format!("error sending request for url ({uri}): {error}"),
             )),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(answer)) => Ok(answer),
         }
     }
-}
-
-/// A pooled keep-alive HTTP/1.1 client for participants. No proxy, and no TLS: the connector
-/// refuses an https URL as a connect error.
-fn new_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.set_keepalive(Some(TCP_KEEPALIVE));
-    connector.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
-    connector.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
-    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
-    connector.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
-    Client::builder(TokioExecutor::new())
-        // Without a timer the pool never evicts idle connections on its own.
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
-        .build(connector)
 }
 
 /// A 3xx answer: a business no (not retried, nothing to compensate: the participant did not
@@ -604,50 +476,17 @@ fn parse_retry_after_ms(value: &str) -> Option<u64> {
         .map(|s| s.saturating_mul(1000))
 }
 
-/// What a transport error means for the protocol. A request no connection took (`sent` false,
-/// see `OutgoingBody`) is a definite no, whatever the error. Else the error's whole chain is
-/// read: a timeout anywhere in it (TCP's own) is a timeout; a connection that was never made
-/// cannot have delivered the request; anything else may have.
-fn transport_kind(error: &(dyn StdError + 'static), sent: bool) -> FailureKind {
-    if !sent {
-        return FailureKind::Refused;
-    }
-    let mut never_connected = false;
-    let mut source = Some(error);
-    while let Some(error) = source {
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return FailureKind::Timeout;
-        }
-        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>()
-            && hyper_error.is_timeout()
-        {
-            return FailureKind::Timeout;
-        }
-        if let Some(client_error) = error.downcast_ref::<hyper_util::client::legacy::Error>()
-            && client_error.is_connect()
-        {
-            never_connected = true;
-        }
-        source = error.source();
-    }
-    if never_connected {
+/// What a transport error means for the protocol. A request of which no byte was written is a
+/// definite no, whatever the error; one that was may have taken effect: TCP's own timeout is a
+/// timeout, anything else a lost connection.
+fn transport_kind(error: &http1::Error, stage: Stage) -> FailureKind {
+    if stage == Stage::Connecting {
         FailureKind::Refused
+    } else if error.is_timeout() {
+        FailureKind::Timeout
     } else {
         FailureKind::ConnectionLost
     }
-}
-
-fn error_chain(error: &dyn StdError) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    message
 }
 
 pub fn failure_kind_name(kind: FailureKind) -> &'static str {
@@ -808,13 +647,33 @@ mod tests {
     }
 
     #[test]
-    fn transport_errors_are_told_apart_by_their_chain() {
-        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout");
-        assert_eq!(transport_kind(&timed_out, true), FailureKind::Timeout);
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert_eq!(transport_kind(&reset, true), FailureKind::ConnectionLost);
-        // A request no connection took was not delivered, however the attempt failed.
-        assert_eq!(transport_kind(&timed_out, false), FailureKind::Refused);
-        assert_eq!(transport_kind(&reset, false), FailureKind::Refused);
+    fn transport_errors_are_told_apart_by_how_far_the_call_got() {
+        let timed_out = http1::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "user timeout",
+        ));
+        assert_eq!(
+            transport_kind(&timed_out, Stage::Sent),
+            FailureKind::Timeout
+        );
+        let reset = http1::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            transport_kind(&reset, Stage::Sent),
+            FailureKind::ConnectionLost
+        );
+        let closed = http1::Error::Closed;
+        assert_eq!(
+            transport_kind(&closed, Stage::Answered),
+            FailureKind::ConnectionLost
+        );
+        // A request of which nothing was written was not delivered, however the attempt failed.
+        assert_eq!(
+            transport_kind(&timed_out, Stage::Connecting),
+            FailureKind::Refused
+        );
+        assert_eq!(
+            transport_kind(&reset, Stage::Connecting),
+            FailureKind::Refused
+        );
     }
 }

@@ -5,7 +5,9 @@ mod cluster;
 mod definitions;
 mod dispatcher;
 mod handle;
+mod http1;
 mod lease;
 
 pub use dispatcher::failure_kind_name;
 pub use handle::{Engine, EngineError, StartRequest, Started};
+pub(crate) use http1::sweep_idle as sweep_idle_connections;
