@@ -846,17 +846,13 @@ mod tests {
         (uri, accepted_rx)
     }
 
+    /// Sends `{}` to `uri` on the tests' pool.
+    async fn post(uri: &Uri, progress: &Progress) -> Result<Answer, Error> {
+        send(POOL, &Method::POST, uri, &HeaderMap::new(), b"{}", progress).await
+    }
+
     async fn call(uri: &Uri) -> Result<(StatusCode, Vec<u8>), Error> {
-        let progress = Progress::new();
-        let answer = send(
-            POOL,
-            &Method::POST,
-            uri,
-            &HeaderMap::new(),
-            b"{}",
-            &progress,
-        )
-        .await?;
+        let answer = post(uri, &Progress::new()).await?;
         let status = answer.status;
         let mut body = Vec::new();
         assert!(answer.body(&mut body, 1024).await?);
@@ -922,16 +918,7 @@ mod tests {
         let (uri, _accepted) =
             participant(vec!["HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await;
         let progress = Progress::new();
-        let answer = send(
-            POOL,
-            &Method::POST,
-            &uri,
-            &HeaderMap::new(),
-            b"{}",
-            &progress,
-        )
-        .await
-        .unwrap();
+        let answer = post(&uri, &progress).await.unwrap();
         assert_eq!(progress.stage(), Stage::Answered);
         let mut body = Vec::new();
         assert!(matches!(
@@ -946,31 +933,11 @@ mod tests {
             .unwrap();
         drop(free);
         let progress = Progress::new();
-        let error = send(
-            POOL,
-            &Method::POST,
-            &refused,
-            &HeaderMap::new(),
-            b"{}",
-            &progress,
-        )
-        .await
-        .err()
-        .unwrap();
+        let error = post(&refused, &progress).await.err().unwrap();
         assert!(matches!(error, Error::Connect(_)), "{error}");
         assert_eq!(progress.stage(), Stage::Connecting);
         let https: Uri = "https://127.0.0.1:1/".parse().unwrap();
-        let error = send(
-            POOL,
-            &Method::POST,
-            &https,
-            &HeaderMap::new(),
-            b"{}",
-            &progress,
-        )
-        .await
-        .err()
-        .unwrap();
+        let error = post(&https, &progress).await.err().unwrap();
         assert!(matches!(error, Error::NotHttp));
     }
 
