@@ -71,7 +71,8 @@ fn current_exe() -> Result<std::path::PathBuf, Error> {
 
 /// Starts the bench participant and returns it with the address it listens on.
 pub fn participant() -> Result<(Process, SocketAddr), Error> {
-    let mut child = Command::new(current_exe()?)
+    let mut command = Command::new(current_exe()?);
+    command
         .args([
             "bench-participant",
             "--listen",
@@ -80,28 +81,11 @@ pub fn participant() -> Result<(Process, SocketAddr), Error> {
         ])
         // `Child` keeps the pipe's other end open until it is waited for.
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| Error::Other(format!("cannot start the bench participant: {e}")))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Other("the participant has no stdout".into()))?;
-    let process = Process {
-        child,
-        name: "participant",
-    };
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| Error::Other(format!("reading the participant's address: {e}")))?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| Error::Other(format!("the participant said {line:?}")))?;
-    Ok((process, addr))
+        .stderr(Stdio::inherit());
+    // Its first line.
+    spawn_listening(command, "participant", |line| {
+        line.trim().strip_prefix("listening on ")?.parse().ok()
+    })
 }
 
 /// Starts `sagaflow server` with its journal in `data_dir` on a port it picks itself, and
@@ -120,35 +104,41 @@ pub fn coordinator(data_dir: &Path, store: &str) -> Result<(Process, SocketAddr)
     // the run).
     command
         .env("SAGAFLOW_LOG", "warn,sagaflow_server::listening=info")
-        .env("SAGAFLOW_LOG_FORMAT", "text")
-        .stdout(Stdio::piped());
+        .env("SAGAFLOW_LOG_FORMAT", "text");
+    spawn_listening(command, "coordinator", listening_addr)
+}
+
+/// Spawns `command` and reads its output until `address` finds where it listens in a line; the
+/// rest of its output is drained, so that it never blocks on a full pipe.
+fn spawn_listening(
+    mut command: Command,
+    name: &'static str,
+    address: impl Fn(&str) -> Option<SocketAddr>,
+) -> Result<(Process, SocketAddr), Error> {
     let mut child = command
+        .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Other(format!("cannot start the coordinator: {e}")))?;
+        .map_err(|e| Error::Other(format!("cannot start the {name}: {e}")))?;
     let stdout = child
         .stdout
         .take()
-        .ok_or_else(|| Error::Other("the coordinator has no stdout".into()))?;
-    let process = Process {
-        child,
-        name: "coordinator",
-    };
+        .ok_or_else(|| Error::Other(format!("the {name} has no stdout")))?;
+    let process = Process { child, name };
     let mut lines = BufReader::new(stdout);
     let addr = loop {
         let mut line = String::new();
         let read = lines
             .read_line(&mut line)
-            .map_err(|e| Error::Other(format!("reading the coordinator's address: {e}")))?;
+            .map_err(|e| Error::Other(format!("reading the {name}'s address: {e}")))?;
         if read == 0 {
-            return Err(Error::Other(
-                "the coordinator exited before it listened (its error is above)".into(),
-            ));
+            return Err(Error::Other(format!(
+                "the {name} exited before it listened (its error is above)"
+            )));
         }
-        if let Some(addr) = listening_addr(&line) {
+        if let Some(addr) = address(&line) {
             break addr;
         }
     };
-    // The rest of its output is drained, so that it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
     Ok((process, addr))
 }
