@@ -422,15 +422,15 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
     }
 }
 
-/// Reads more of the answer into the connection's buffer; the end of the stream is an error.
-async fn read_more(conn: &mut Conn) -> Result<(), Error> {
+/// Reads more of the answer into the connection's buffer: how many bytes (0 at the stream's end).
+async fn fill(conn: &mut Conn) -> Result<usize, Error> {
     conn.buf.reserve(READ_BYTES);
-    match conn
-        .stream
-        .read_buf(&mut conn.buf)
-        .await
-        .map_err(Error::Io)?
-    {
+    conn.stream.read_buf(&mut conn.buf).await.map_err(Error::Io)
+}
+
+/// `fill`, where the end of the stream is an error: the answer is not complete.
+async fn read_more(conn: &mut Conn) -> Result<(), Error> {
+    match fill(conn).await? {
         0 => Err(Error::Closed),
         _ => Ok(()),
     }
@@ -470,17 +470,8 @@ async fn read_body(
                 if into.len() >= limit {
                     return Ok(false);
                 }
-                if conn.buf.is_empty() {
-                    conn.buf.reserve(READ_BYTES);
-                    if conn
-                        .stream
-                        .read_buf(&mut conn.buf)
-                        .await
-                        .map_err(Error::Io)?
-                        == 0
-                    {
-                        return Ok(true);
-                    }
+                if conn.buf.is_empty() && fill(conn).await? == 0 {
+                    return Ok(true);
                 }
                 take(&mut conn.buf, u64::MAX, into, limit);
             }
