@@ -15,7 +15,6 @@ use tracing::Instrument;
 use sagaflow_core::{Command, Failure, Payload, Phase, Rejection, SagaState, Send, decide};
 use sagaflow_store::AppendBatch;
 
-use super::dispatcher::Dispatcher;
 use super::handle::{Inner, Progress, context, gauge, record_finished};
 use super::lease::Lease;
 use crate::clock::now_ms;
@@ -248,7 +247,7 @@ impl Actor {
             return;
         }
         for send in sends {
-            let spec = Dispatcher::prepare(&self.state, &send);
+            let spec = self.inner.dispatcher.prepare(&self.state, &send);
             let inner = Arc::clone(&self.inner);
             // Polled by this task, inside its saga span: the answer comes back without a
             // mailbox, and the call's fields go on the lines it logs.

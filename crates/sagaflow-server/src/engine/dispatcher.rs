@@ -8,13 +8,15 @@
 //! becomes an `http::Uri` once, when the attempt is prepared (most URLs skip the `url` crate),
 //! and the request goes out in one write from the saga's own task.
 
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, StatusCode, Uri};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -24,7 +26,7 @@ use tokio::time::timeout_at;
 
 use sagaflow_core::{Failure, FailureKind, Payload, Phase, SagaState, Send};
 
-use super::http1::{self, Progress, Stage};
+use super::http1::{self, Endpoint, Progress, Stage};
 use crate::metrics::{AttemptLabels, Metrics, PhaseLabel};
 
 /// The most of a failure answer's body kept for the error message.
@@ -36,12 +38,43 @@ const BODY_ERROR: &str = "error decoding response body: request or response body
 /// Tells dispatchers apart: each has connection pools of its own (one per event loop).
 static DISPATCHER_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// The most participant URLs whose parsed form a dispatcher keeps; past it they are parsed
+/// again (a coordinator's definitions name a few dozen).
+const TARGETS_MAX: usize = 4096;
+
 /// Makes participant calls, at most `calls_in_flight_max` at once.
 pub struct Dispatcher {
     id: u64,
     permits: Arc<Semaphore>,
     output_bytes_max: usize,
     metrics: Arc<Metrics>,
+    /// The definitions' participant URLs as calls to them are made, by the URL's text: parsed
+    /// for the first call, not for every attempt.
+    targets: std::sync::Mutex<HashMap<String, Arc<Target>>>,
+}
+
+/// A participant URL as calls to it are made.
+pub struct Target {
+    /// Where the call goes, or why the definition's URL cannot be called (told when the call is
+    /// made: a validated definition never has such a URL).
+    endpoint: Result<Endpoint, String>,
+    /// `Authorization: Basic` from the URL's userinfo, which is taken out of the URL.
+    authorization: Option<HeaderValue>,
+}
+
+impl Target {
+    fn new(url: &str) -> Target {
+        match participant_uri(url) {
+            Ok((uri, authorization)) => Target {
+                endpoint: Ok(Endpoint::new(uri)),
+                authorization,
+            },
+            Err(reason) => Target {
+                endpoint: Err(reason),
+                authorization: None,
+            },
+        }
+    }
 }
 
 /// Everything one call needs, taken from the saga's state when the call is decided.
@@ -51,11 +84,7 @@ pub struct CallSpec {
     pub step_name: String,
     pub send: Send,
     pub method: Method,
-    /// Where the call goes, or why the definition's URL cannot be called (told when the call is
-    /// made: a validated definition never has such a URL).
-    pub uri: Result<Uri, String>,
-    /// `Authorization: Basic` from the URL's userinfo, which is taken out of `uri`.
-    pub authorization: Option<HeaderValue>,
+    pub target: Arc<Target>,
     pub body: Bytes,
 }
 
@@ -70,11 +99,27 @@ impl Dispatcher {
             permits: Arc::new(Semaphore::new(calls_in_flight_max.max(1))),
             output_bytes_max,
             metrics,
+            targets: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
+    /// `url` as calls to it are made.
+    fn target(&self, url: &str) -> Arc<Target> {
+        // A poisoned lock: a caller panicked while it held it; the map itself is whole.
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(target) = targets.get(url) {
+            return Arc::clone(target);
+        }
+        let target = Arc::new(Target::new(url));
+        if targets.len() >= TARGETS_MAX {
+            targets.clear();
+        }
+        targets.insert(url.to_owned(), Arc::clone(&target));
+        target
+    }
+
     /// The request for one attempt, built from the saga as it stands when it is decided.
-    pub fn prepare(state: &SagaState, send: &Send) -> CallSpec {
+    pub fn prepare(&self, state: &SagaState, send: &Send) -> CallSpec {
         let def = &state.definition.steps[send.step];
         let call = match send.phase {
             Phase::Action => &def.action,
@@ -88,18 +133,13 @@ impl Dispatcher {
             input: state.input.as_raw(),
             results: Results(state),
         };
-        let (uri, authorization) = match participant_uri(&call.url) {
-            Ok((uri, authorization)) => (Ok(uri), authorization),
-            Err(reason) => (Err(reason), None),
-        };
         CallSpec {
             saga_id: state.id.clone(),
             trace_id: state.trace_id.clone(),
             step_name: def.name.clone(),
             send: send.clone(),
             method: http_method(call.method),
-            uri,
-            authorization,
+            target: self.target(&call.url),
             body: serde_json::to_vec(&body).unwrap_or_default().into(),
         }
     }
@@ -136,8 +176,9 @@ impl Dispatcher {
     }
 
     async fn exchange(&self, spec: &CallSpec) -> Result<Payload, Failure> {
-        let uri = spec
-            .uri
+        let endpoint = spec
+            .target
+            .endpoint
             .as_ref()
             .map_err(|reason| Failure::transport(FailureKind::Refused, reason.clone()))?;
         // One deadline for the whole exchange: connecting, sending, and reading the body.
@@ -147,7 +188,7 @@ impl Dispatcher {
         let deadline = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
-        let answer = self.send(spec, uri, deadline).await?;
+        let answer = self.send(spec, endpoint, deadline).await?;
         let status = answer.status;
         if status.is_success() {
             let mut output = Vec::new();
@@ -206,12 +247,31 @@ impl Dispatcher {
     async fn send(
         &self,
         spec: &CallSpec,
-        uri: &Uri,
+        endpoint: &Endpoint,
         deadline: tokio::time::Instant,
     ) -> Result<http1::Answer, Failure> {
-        let headers = request_headers(spec)?;
+        // Validated step names and generated ids always make valid header values; if one did
+        // not, the request was never sent.
+        if ![&spec.saga_id, &spec.step_name, &spec.trace_id]
+            .iter()
+            .all(|text| is_header_value(text))
+        {
+            return Err(Failure::transport(
+                FailureKind::Refused,
+                "the request cannot be sent: a header value is not valid".into(),
+            ));
+        }
+        let uri = endpoint.uri();
         let progress = Progress::new();
-        let sent = http1::send(self.id, &spec.method, uri, &headers, &spec.body, &progress);
+        let headers = |out: &mut Vec<u8>| write_headers(spec, out);
+        let sent = http1::send(
+            self.id,
+            &spec.method,
+            endpoint,
+            headers,
+            &spec.body,
+            &progress,
+        );
         match timeout_at(deadline, sent).await {
             Err(_) if progress.stage() == Stage::Connecting => Err(Failure::transport(
                 FailureKind::Refused,
@@ -249,63 +309,36 @@ fn redirect_failure(status: StatusCode, location: Option<&HeaderValue>) -> Failu
     )
 }
 
-/// The headers of the participant protocol, plus the `Accept: */*` every reqwest request had.
-fn request_headers(spec: &CallSpec) -> Result<HeaderMap, Failure> {
-    let send = &spec.send;
-    let key = format!(
-        "{}/{}/{}",
-        spec.saga_id,
-        spec.step_name,
-        send.phase.as_str()
-    );
-    let traceparent = format!(
-        "00-{}-{:016x}-01",
-        spec.trace_id,
-        span_id(&key, send.attempt)
-    );
-    let mut headers = HeaderMap::with_capacity(8);
-    if let Some(authorization) = &spec.authorization {
-        headers.insert(header::AUTHORIZATION, authorization.clone());
+/// The headers of the participant protocol, plus the `Accept: */*` every reqwest request had,
+/// as the request's lines (their values checked by `is_header_value`).
+fn write_headers(spec: &CallSpec, out: &mut Vec<u8>) {
+    let (saga, step, send) = (&spec.saga_id, &spec.step_name, &spec.send);
+    let phase = send.phase.as_str();
+    if let Some(authorization) = &spec.target.authorization {
+        out.extend_from_slice(b"authorization: ");
+        out.extend_from_slice(authorization.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+    let span = span_id(saga, step, phase, send.attempt);
+    // Writing to a `Vec` cannot fail.
+    let _ = write!(
+        out,
+        "content-type: application/json\r\n\
+         idempotency-key: {saga}/{step}/{phase}\r\n\
+         traceparent: 00-{trace}-{span:016x}-01\r\n\
+         sagaflow-saga-id: {saga}\r\n\
+         sagaflow-step: {step}\r\n\
+         sagaflow-attempt: {attempt}\r\n\
+         accept: */*\r\n",
+        trace = spec.trace_id,
+        attempt = send.attempt,
     );
-    headers.insert(
-        HeaderName::from_static("idempotency-key"),
-        header_value(HeaderValue::try_from(key))?,
-    );
-    headers.insert(
-        HeaderName::from_static("traceparent"),
-        header_value(HeaderValue::try_from(traceparent))?,
-    );
-    headers.insert(
-        HeaderName::from_static("sagaflow-saga-id"),
-        header_value(HeaderValue::from_str(&spec.saga_id))?,
-    );
-    headers.insert(
-        HeaderName::from_static("sagaflow-step"),
-        header_value(HeaderValue::from_str(&spec.step_name))?,
-    );
-    headers.insert(
-        HeaderName::from_static("sagaflow-attempt"),
-        HeaderValue::from(send.attempt),
-    );
-    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-    Ok(headers)
 }
 
-/// Validated step names and generated ids always make valid header values; if one did not, the
-/// request was never sent.
-fn header_value(
-    value: Result<HeaderValue, http::header::InvalidHeaderValue>,
-) -> Result<HeaderValue, Failure> {
-    value.map_err(|_| {
-        Failure::transport(
-            FailureKind::Refused,
-            "the request cannot be sent: a header value is not valid".into(),
-        )
-    })
+/// Whether `text` may be a header's value as it is (`http::HeaderValue`'s rule: no control
+/// character but tab).
+fn is_header_value(text: &str) -> bool {
+    text.bytes().all(|b| (b >= 32 && b != 127) || b == b'\t')
 }
 
 fn http_method(method: sagaflow_core::Method) -> Method {
@@ -501,10 +534,14 @@ pub fn failure_kind_name(kind: FailureKind) -> &'static str {
     }
 }
 
-/// A span id for one attempt, stable across a re-send (never zero: written as 16 hex digits).
-fn span_id(key: &str, attempt: u32) -> u64 {
+/// A span id for one attempt, stable across a re-send (never zero: written as 16 hex digits):
+/// a hash of its idempotency key (`saga/step/phase`) and its attempt number.
+fn span_id(saga: &str, step: &str, phase: &str, attempt: u32) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.bytes().chain(attempt.to_le_bytes()) {
+    let key = [saga, "/", step, "/", phase]
+        .into_iter()
+        .flat_map(str::bytes);
+    for byte in key.chain(attempt.to_le_bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -555,6 +592,53 @@ mod tests {
         let body = br#"{"type":"x","title":"Refused","status":422,"detail":"out of stock"}"#;
         assert_eq!(error_message(body), "out of stock");
         assert_eq!(error_message(b"plain text"), "plain text");
+    }
+
+    #[test]
+    fn a_request_carries_the_protocol_headers_and_the_urls_credentials() {
+        let spec = CallSpec {
+            saga_id: "0190-ab".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            step_name: "charge".into(),
+            send: Send {
+                step: 1,
+                phase: Phase::Compensation,
+                attempt: 3,
+                timeout_ms: 1000,
+            },
+            method: Method::POST,
+            target: Arc::new(Target::new("http://user:pw@pay.example:8080/charges")),
+            body: Bytes::new(),
+        };
+        let mut out = Vec::new();
+        write_headers(&spec, &mut out);
+        // The span id as a hash of the idempotency key's text and the attempt number.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in "0190-ab/charge/compensation"
+            .bytes()
+            .chain(3u32.to_le_bytes())
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "authorization: Basic dXNlcjpwdw==\r\n\
+                 content-type: application/json\r\n\
+                 idempotency-key: 0190-ab/charge/compensation\r\n\
+                 traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-{hash:016x}-01\r\n\
+                 sagaflow-saga-id: 0190-ab\r\n\
+                 sagaflow-step: charge\r\n\
+                 sagaflow-attempt: 3\r\n\
+                 accept: */*\r\n"
+            )
+        );
+        let uri = spec.target.endpoint.as_ref().unwrap().uri();
+        assert_eq!(uri.to_string(), "http://pay.example:8080/charges");
+        assert!(is_header_value("0190-ab\tx"));
+        assert!(!is_header_value("a\r\nb: c"));
+        assert!(!is_header_value("a\u{7f}"));
     }
 
     #[test]

@@ -12,12 +12,14 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use http::header::{HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, StatusCode, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -114,33 +116,54 @@ pub(super) struct Answer {
     pub(super) retry_after: Option<HeaderValue>,
     pub(super) location: Option<HeaderValue>,
     conn: Conn,
-    host: String,
+    host: Arc<str>,
     framing: Framing,
     keep_alive: bool,
 }
 
+/// Where requests go: the URL, and the `Host` header they carry (also their pool's key),
+/// worked out once for every request to it.
+#[derive(Debug)]
+pub(super) struct Endpoint {
+    uri: Uri,
+    /// `None` for a URL without a host, which is told when a request is sent to it.
+    host: Option<Arc<str>>,
+}
+
+impl Endpoint {
+    pub(super) fn new(uri: Uri) -> Endpoint {
+        let host = host_header(&uri).map(Arc::from);
+        Endpoint { uri, host }
+    }
+
+    pub(super) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+}
+
 /// Sends one request on a connection of pool `pool` (this thread's for its caller) and reads its
-/// answer's head. `progress` says how far it got, also when the caller's deadline drops it half
-/// way.
+/// answer's head. `headers` writes the caller's header lines (each `name: value\r\n`) into the
+/// request. `progress` says how far it got, also when the caller's deadline drops it half way.
 pub(super) async fn send(
     pool: u64,
     method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    endpoint: &Endpoint,
+    headers: impl FnOnce(&mut Vec<u8>),
     body: &[u8],
     progress: &Progress,
 ) -> Result<Answer, Error> {
+    let uri = &endpoint.uri;
     if uri.scheme_str() != Some("http") {
         return Err(Error::NotHttp);
     }
-    let host = host_header(uri).ok_or(Error::NoHost)?;
-    let mut conn = match checkout(pool, &host) {
+    let host = endpoint.host.as_ref().ok_or(Error::NoHost)?;
+    let mut conn = match checkout(pool, host) {
         Some(conn) => conn,
         None => connect(uri).await?,
     };
     let mut request = std::mem::take(&mut conn.out);
     request.clear();
-    encode(&mut request, method, uri, &host, headers, body);
+    encode(&mut request, method, uri, host, headers, body);
     let written = write_request(&mut conn.stream, &request, progress).await;
     conn.out = request;
     written?;
@@ -152,7 +175,7 @@ pub(super) async fn send(
         retry_after: head.retry_after,
         location: head.location,
         conn,
-        host,
+        host: Arc::clone(host),
         framing: head.framing,
         keep_alive: head.keep_alive,
     })
@@ -242,7 +265,7 @@ fn encode(
     method: &Method,
     uri: &Uri,
     host: &str,
-    headers: &HeaderMap,
+    headers: impl FnOnce(&mut Vec<u8>),
     body: &[u8],
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -252,15 +275,9 @@ fn encode(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    headers(out);
+    // Writing to a `Vec` cannot fail.
+    let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
     out.extend_from_slice(body);
 }
 
@@ -575,7 +592,7 @@ const POOLS_PER_THREAD_MAX: usize = 8;
 /// One dispatcher's idle connections on one thread, by `Host`, oldest first.
 struct Pool {
     id: u64,
-    idle: HashMap<String, VecDeque<(Conn, Instant)>>,
+    idle: HashMap<Arc<str>, VecDeque<(Conn, Instant)>>,
     count: usize,
     swept: Instant,
 }
@@ -636,7 +653,7 @@ fn is_open(conn: &mut Conn) -> bool {
     )
 }
 
-fn checkin(pool: u64, host: String, conn: Conn) {
+fn checkin(pool: u64, host: Arc<str>, conn: Conn) {
     with_pool(pool, |pool| {
         if pool.count >= IDLE_MAX {
             return;
@@ -839,7 +856,8 @@ mod tests {
 
     /// Sends `{}` to `uri` on the tests' pool.
     async fn post(uri: &Uri, progress: &Progress) -> Result<Answer, Error> {
-        send(POOL, &Method::POST, uri, &HeaderMap::new(), b"{}", progress).await
+        let endpoint = Endpoint::new(uri.clone());
+        send(POOL, &Method::POST, &endpoint, |_| {}, b"{}", progress).await
     }
 
     async fn call(uri: &Uri) -> Result<(StatusCode, Vec<u8>), Error> {
@@ -935,11 +953,10 @@ mod tests {
     #[test]
     fn requests_carry_their_host_headers_and_length() {
         let mut out = Vec::new();
-        let mut headers = HeaderMap::new();
-        headers.insert("idempotency-key", HeaderValue::from_static("s/a/action"));
+        let headers = |out: &mut Vec<u8>| out.extend_from_slice(b"idempotency-key: s/a/action\r\n");
         let uri: Uri = "http://pay.example:8080/charges?x=1".parse().unwrap();
         let host = host_header(&uri).unwrap();
-        encode(&mut out, &Method::PUT, &uri, &host, &headers, b"{}");
+        encode(&mut out, &Method::PUT, &uri, &host, headers, b"{}");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "PUT /charges?x=1 HTTP/1.1\r\nhost: pay.example:8080\r\nidempotency-key: s/a/action\r\n\
