@@ -1,11 +1,11 @@
 //! Sagas on the wire: starting one, reading it, its history, listing.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use sagaflow_core::{Event, EventKind, SagaState};
+use sagaflow_core::{Event, EventKind, Payload, SagaState};
 
-use crate::time::rfc3339;
+use crate::time::{rfc3339, rfc3339_bytes};
 
 /// `POST /v1/sagas`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -175,6 +175,140 @@ impl SagaView {
     }
 }
 
+impl SagaView {
+    /// `SagaView::from_state(state)` as the JSON it serializes to, byte for byte, written
+    /// straight from the state: no view is built (no string copied, no timestamp allocated).
+    /// What a start that waits for its saga answers with.
+    pub fn json_of(state: &SagaState) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1024);
+        // The state's fields serialize as the view's do; writing to a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut out, &SagaViewOf(state));
+        out
+    }
+}
+
+/// Serializes as `SagaView::from_state` of the state: the same fields, in the same order, with
+/// the same attributes (kept together by `the_view_written_from_the_state_is_the_built_views`).
+struct SagaViewOf<'a>(&'a SagaState);
+
+#[derive(Serialize)]
+struct SagaViewFields<'a> {
+    id: &'a str,
+    definition: &'a str,
+    version: u32,
+    status: &'a str,
+    input: AsValue<'a>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    deadline_at: Option<Timestamp>,
+    error: &'a Option<String>,
+    trace_id: &'a str,
+    steps: StepsOf<'a>,
+}
+
+#[derive(Serialize)]
+struct StepViewFields<'a> {
+    name: &'a str,
+    status: &'a str,
+    attempts: u32,
+    output: Option<AsValue<'a>>,
+    error: &'a Option<String>,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<Timestamp>,
+    compensation: CompensationViewFields<'a>,
+}
+
+#[derive(Serialize)]
+struct CompensationViewFields<'a> {
+    status: &'a str,
+    attempts: u32,
+    error: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<Timestamp>,
+}
+
+impl Serialize for SagaViewOf<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let state = self.0;
+        SagaViewFields {
+            id: &state.id,
+            definition: &state.definition.name,
+            version: state.definition.version,
+            status: state.status.as_str(),
+            input: AsValue(&state.input),
+            created_at: Timestamp(state.created_at_ms),
+            updated_at: Timestamp(state.updated_at_ms),
+            deadline_at: state.deadline_at_ms.map(Timestamp),
+            error: &state.error,
+            trace_id: &state.trace_id,
+            steps: StepsOf(state),
+        }
+        .serialize(serializer)
+    }
+}
+
+struct StepsOf<'a>(&'a SagaState);
+
+impl Serialize for StepsOf<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let state = self.0;
+        serializer.collect_seq(
+            state
+                .definition
+                .steps
+                .iter()
+                .zip(&state.steps)
+                .map(|(def, s)| {
+                    StepViewFields {
+                        name: &def.name,
+                        status: s.status.as_str(),
+                        attempts: s.action.attempts,
+                        // `None` serializes as `null`, as the view's `Value::Null`.
+                        output: s.output.as_ref().map(AsValue),
+                        error: &s.action.error,
+                        started_at: s.started_at_ms.map(Timestamp),
+                        finished_at: s.finished_at_ms.map(Timestamp),
+                        next_attempt_at: s.action.retry_at_ms.map(Timestamp),
+                        compensation: CompensationViewFields {
+                            status: match (&def.compensation, s.compensation.status) {
+                                (None, _) => "none",
+                                (Some(_), status) => status.as_str(),
+                            },
+                            attempts: s.compensation.attempts,
+                            error: &s.compensation.error,
+                            next_attempt_at: s.compensation.retry_at_ms.map(Timestamp),
+                        },
+                    }
+                }),
+        )
+    }
+}
+
+/// A payload as the view's `serde_json::Value` of it serializes: a participant's output is kept
+/// as it sent it, and the view prints it again (keys sorted, no spaces).
+struct AsValue<'a>(&'a Payload);
+
+impl Serialize for AsValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.to_value().serialize(serializer)
+    }
+}
+
+/// A time as the view writes it (`rfc3339`), without allocating.
+struct Timestamp(u64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match rfc3339_bytes(self.0) {
+            // ASCII digits and punctuation only.
+            Some(bytes) => serializer.serialize_str(std::str::from_utf8(&bytes).unwrap_or("")),
+            None => serializer.serialize_str(&rfc3339(self.0)),
+        }
+    }
+}
+
 impl HistoryEntry {
     /// The history entry of one event; `steps` are the definition's step names.
     pub fn from_event(event: &Event, steps: &[String]) -> HistoryEntry {
@@ -295,4 +429,117 @@ fn event_data(event: &Event) -> Value {
         _ => {}
     }
     Value::Object(data)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use sagaflow_core::{
+        Call, Command, Context, Definition, Failure, Method, Phase, RetryPolicy, StepDef, decide,
+    };
+
+    use super::*;
+
+    fn definition() -> Arc<Definition> {
+        let call = |path: &str| Call {
+            url: format!("http://127.0.0.1:8101/{path}"),
+            method: Method::Post,
+            timeout_ms: 5_000,
+        };
+        let step = |name: &str, compensated: bool| StepDef {
+            name: name.into(),
+            action: call(name),
+            compensation: compensated.then(|| call(&format!("{name}/undo"))),
+            retry: RetryPolicy::action_default(),
+            compensation_retry: RetryPolicy::compensation_default(),
+        };
+        Arc::new(Definition {
+            name: "order".into(),
+            version: 2,
+            timeout_ms: Some(60_000),
+            steps: vec![
+                step("reserve", true),
+                step("note", false),
+                step("charge", true),
+            ],
+        })
+    }
+
+    fn check(state: &SagaState) {
+        let built = serde_json::to_vec(&SagaView::from_state(state)).unwrap();
+        assert_eq!(
+            String::from_utf8(SagaView::json_of(state)).unwrap(),
+            String::from_utf8(built).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_view_written_from_the_state_is_the_built_views() {
+        let input = Payload::from_json(r#"{ "sku": "A-1", "order": 42 }"#).unwrap();
+        let (mut state, started) = SagaState::start(
+            "0193a3f0-0000-7000-8000-000000000000".into(),
+            definition(),
+            input,
+            "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            1_000,
+        );
+        state.apply(&started);
+        check(&state);
+        let mut command = Command::Wake;
+        let mut now = 1_000;
+        for _ in 0..40 {
+            now += 250;
+            let ctx = Context {
+                now_ms: now,
+                random: now,
+            };
+            let decision = decide(&state, command, ctx).unwrap();
+            for event in &decision.events {
+                state.apply(event);
+            }
+            check(&state);
+            if state.status.is_terminal() {
+                break;
+            }
+            command = match decision.sends.first() {
+                // Wait for a retry's time.
+                None => Command::Wake,
+                Some(send) => {
+                    let outcome = match (send.step, send.phase, send.attempt) {
+                        // A participant that prints its answer spread out, keys unsorted.
+                        (0, Phase::Action, _) => Ok(Payload::from_json(
+                            "{ \"held\": true,\n  \"at\": [1, 2.5e3] }",
+                        )
+                        .unwrap()),
+                        // One transient failure (a retry scheduled), then an answer.
+                        (1, Phase::Action, 1) => {
+                            Err(Failure::from_status(503, "busy".into(), Some(1_000)))
+                        }
+                        (1, Phase::Action, _) => Ok(Payload::from_json("\"noted\"").unwrap()),
+                        // A business refusal: what completed is compensated.
+                        (_, Phase::Action, _) => {
+                            Err(Failure::from_status(422, "card declined".into(), None))
+                        }
+                        // Undone at the second try.
+                        (_, Phase::Compensation, 1) => {
+                            Err(Failure::from_status(500, "try again".into(), None))
+                        }
+                        (_, Phase::Compensation, _) => Ok(Payload::null()),
+                    };
+                    Command::Answer {
+                        step: send.step,
+                        phase: send.phase,
+                        attempt: send.attempt,
+                        outcome,
+                    }
+                }
+            };
+        }
+        assert_eq!(state.status.as_str(), "compensated");
+        // Beyond four-digit years, timestamps still agree.
+        state.updated_at_ms = 253_402_300_800_000;
+        check(&state);
+    }
 }

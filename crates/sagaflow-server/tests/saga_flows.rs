@@ -351,11 +351,16 @@ async fn wait_ms_holds_the_answer_until_the_saga_ends() {
     })
     .await;
     let body = json!({"definition": "order", "input": {}}).to_string();
-    let (status, _, saga) = c
+    let (status, headers, saga) = c
         .call_with("POST", "/v1/sagas?wait_ms=5000", Some(body.clone()), &[])
         .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(saga["status"], "completed");
+    // The final view, published by the saga's task, is the one a read gives.
+    assert_eq!(headers["content-type"], "application/json");
+    let id = saga["id"].as_str().unwrap();
+    let (_, _, read) = c.call("GET", &format!("/v1/sagas/{id}"), None).await;
+    assert_eq!(saga, read);
     // A short wait answers with the saga as it stands.
     let (status, _, saga) = c
         .call_with("POST", "/v1/sagas?wait_ms=10", Some(body), &[])

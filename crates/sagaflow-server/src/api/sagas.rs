@@ -102,7 +102,7 @@ pub async fn start(
         StatusCode::OK
     };
     Ok(match (waited, started.view) {
-        (Some(done), _) => (status, Json(done.as_ref())).into_response(),
+        (Some(done), _) => (status, json_view(done)).into_response(),
         (None, Some(accepted)) if wait_ms.is_none() => (status, Json(accepted)).into_response(),
         _ => (status, Json(engine.get(&started.id).await?)).into_response(),
     })
@@ -121,9 +121,20 @@ pub async fn get(
     if let Some(wait) = wait_ms(&query, engine.limits().wait_ms_max)?
         && let Some(done) = engine.wait_terminal(&id, Duration::from_millis(wait)).await
     {
-        return Ok(Json(done.as_ref()).into_response());
+        return Ok(json_view(done).into_response());
     }
     Ok(Json(engine.get(&id).await?).into_response())
+}
+
+/// A saga's view already written as JSON (`SagaView::json_of`), answered as `Json` would.
+fn json_view(view: Bytes) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        view,
+    )
 }
 
 /// A saga's journal, oldest first.

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
@@ -176,7 +177,7 @@ impl Actor {
                     .state
                     .status
                     .is_terminal()
-                    .then(|| Arc::new(SagaView::from_state(&self.state)));
+                    .then(|| Bytes::from(SagaView::json_of(&self.state)));
                 self.status_tx.send_replace((self.state.status, view));
             }
         }

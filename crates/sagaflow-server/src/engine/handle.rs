@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -85,8 +86,8 @@ pub struct Started {
     pub view: Option<SagaView>,
 }
 
-/// A live saga's status, and its final view once it is terminal.
-pub(super) type Progress = (SagaStatus, Option<Arc<SagaView>>);
+/// A live saga's status, and its final view (`SagaView` as JSON) once it is terminal.
+pub(super) type Progress = (SagaStatus, Option<Bytes>);
 
 /// A live saga, as the engine reaches it.
 pub(super) struct LiveSaga {
@@ -508,7 +509,7 @@ impl Engine {
     ///
     /// With replicas, a saga driven elsewhere (or that moves elsewhere while waiting) is read
     /// again every few milliseconds until it ends or the time is up.
-    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Option<Arc<SagaView>> {
+    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Option<Bytes> {
         let deadline = tokio::time::Instant::now() + timeout;
         let receiver = self.inner.live.lock().get(id).map(|l| l.status.clone());
         // A shutdown ends the wait at once: long polls must not hold up a drain.
@@ -536,7 +537,7 @@ impl Engine {
                 if let Ok((state, _)) = self.load(id).await
                     && state.status.is_terminal()
                 {
-                    return Some(Arc::new(SagaView::from_state(&state)));
+                    return Some(Bytes::from(SagaView::json_of(&state)));
                 }
                 tokio::time::sleep(REMOTE_WAIT_POLL).await;
             }
