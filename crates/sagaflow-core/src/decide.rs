@@ -63,8 +63,29 @@ pub enum Rejection {
 /// Decides what happens next. The state is not changed: the caller journals `events` and then
 /// applies them (`SagaState::apply`), which yields exactly the state `decide` reasoned on.
 pub fn decide(state: &SagaState, command: Command, ctx: Context) -> Result<Decision, Rejection> {
+    decide_and_apply(&mut state.clone(), command, ctx)
+}
+
+/// `decide`, with the decision's events applied to `state` (`SagaState::apply`, one by one as
+/// they are decided), for a caller that would apply them next anyway: no copy of the state is
+/// made. A rejected command leaves `state` as it was.
+pub fn decide_and_apply(
+    state: &mut SagaState,
+    command: Command,
+    ctx: Context,
+) -> Result<Decision, Rejection> {
+    // Rejections are told before the decider changes anything.
+    match &command {
+        Command::Cancel if state.status.is_terminal() => {
+            return Err(Rejection::CancelTerminal(state.status.as_str()));
+        }
+        Command::Retry if state.status != SagaStatus::Failed => {
+            return Err(Rejection::RetryNotFailed(state.status.as_str()));
+        }
+        _ => {}
+    }
     let mut d = Decider {
-        state: state.clone(),
+        state,
         out: Decision::default(),
         ctx,
         draws: 0,
@@ -79,34 +100,26 @@ pub fn decide(state: &SagaState, command: Command, ctx: Context) -> Result<Decis
             outcome,
         } => d.answer(step, phase, attempt, outcome),
         Command::Cancel => {
-            if state.status.is_terminal() {
-                return Err(Rejection::CancelTerminal(state.status.as_str()));
-            }
-            if state.stop.is_none() && state.status == SagaStatus::Running {
+            if d.state.stop.is_none() && d.state.status == SagaStatus::Running {
                 d.emit(EventKind::StopRequested {
                     reason: StopReason::Cancelled,
                 });
             }
         }
-        Command::Retry => {
-            if state.status != SagaStatus::Failed {
-                return Err(Rejection::RetryNotFailed(state.status.as_str()));
-            }
-            d.emit(EventKind::RetryRequested);
-        }
+        Command::Retry => d.emit(EventKind::RetryRequested),
     }
     d.advance();
     Ok(d.out)
 }
 
-struct Decider {
-    state: SagaState,
+struct Decider<'a> {
+    state: &'a mut SagaState,
     out: Decision,
     ctx: Context,
     draws: u64,
 }
 
-impl Decider {
+impl Decider<'_> {
     fn emit(&mut self, kind: EventKind) {
         let event = Event {
             at_ms: self.ctx.now_ms,

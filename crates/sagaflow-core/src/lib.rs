@@ -14,7 +14,7 @@ pub mod event;
 pub mod payload;
 pub mod state;
 
-pub use decide::{Command, Context, Decision, Rejection, Send, decide};
+pub use decide::{Command, Context, Decision, Rejection, Send, decide, decide_and_apply};
 pub use definition::{
     Call, Definition, DefinitionLimits, Jitter, Method, RetryPolicy, StepDef, ValidationError,
 };

@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use sagaflow_core::{
     Call, CallStatus, Command, Context, Definition, DefinitionLimits, Event, EventKind, Failure,
     FailureKind, Jitter, Method, Payload, Phase, Rejection, RetryPolicy, SagaState, SagaStatus,
-    Send, StepDef, StepStatus, StopReason, decide,
+    Send, StepDef, StepStatus, StopReason, decide, decide_and_apply,
 };
 
 const SAGA_ID: &str = "saga-1";
@@ -465,7 +465,20 @@ impl Sim {
             now_ms: self.now,
             random,
         };
-        let decision = match decide(&self.state, command.clone(), ctx) {
+        // The engine's way: decided and applied on the state itself, no copy.
+        let mut applied = self.state.clone();
+        let in_place = decide_and_apply(&mut applied, command.clone(), ctx);
+        let decision = decide(&self.state, command.clone(), ctx);
+        assert_eq!(in_place, decision, "decide_and_apply decided otherwise");
+        let mut replayed = before.clone();
+        for event in decision.iter().flat_map(|d| &d.events) {
+            replayed.apply(event);
+        }
+        assert_eq!(
+            applied, replayed,
+            "decide_and_apply's state is not its events applied (or a rejection changed it)"
+        );
+        let decision = match decision {
             Ok(decision) => decision,
             Err(rejection) => {
                 match (&command, &rejection) {

@@ -13,7 +13,9 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use sagaflow_core::{Command, Failure, Payload, Phase, Rejection, SagaState, Send, decide};
+use sagaflow_core::{
+    Command, Failure, Payload, Phase, Rejection, SagaState, Send, decide_and_apply,
+};
 use sagaflow_store::AppendBatch;
 
 use super::handle::{Inner, Progress, context, gauge, record_finished};
@@ -145,13 +147,10 @@ impl Actor {
 
     /// Decides, applies, journals, then sends. Nothing is sent before its event is durable.
     async fn handle(&mut self, command: Command) -> Result<(), Rejection> {
-        let decision = decide(&self.state, command, context(now_ms()))?;
+        // Applied before the write, without a copy of the state: if the write does not land,
+        // this task stops and drops the state; the saga resumes from the journal.
+        let decision = decide_and_apply(&mut self.state, command, context(now_ms()))?;
         if !decision.events.is_empty() {
-            // Applied before the write, without a copy of the state: if the write does not
-            // land, this task stops and drops the state; the saga resumes from the journal.
-            for event in &decision.events {
-                self.state.apply(event);
-            }
             let batch = AppendBatch {
                 saga_id: self.state.id.clone(),
                 events: decision.events,

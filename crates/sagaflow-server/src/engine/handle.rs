@@ -14,7 +14,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch}
 use sagaflow_api::SagaView;
 use sagaflow_core::{
     Command, Context, Decision, Definition, DefinitionLimits, Event, Payload, Rejection, SagaState,
-    SagaStatus, decide,
+    SagaStatus, decide, decide_and_apply,
 };
 use sagaflow_store::{
     AppendBatch, Fence, InboxKind, LoadedSaga, NewSaga, SagaRecord, StartOutcome, Store,
@@ -352,11 +352,8 @@ impl Engine {
         let id = uuid::Uuid::now_v7().to_string();
         let (mut state, started) =
             SagaState::start(id.clone(), definition, request.input, trace_id(), now);
-        let decision = decide(&state, Command::Wake, context(now))
+        let decision = decide_and_apply(&mut state, Command::Wake, context(now))
             .map_err(|e| EngineError::Internal(e.to_string()))?;
-        for event in &decision.events {
-            state.apply(event);
-        }
         let mut events = Vec::with_capacity(1 + decision.events.len());
         events.push(started);
         events.extend(decision.events);
