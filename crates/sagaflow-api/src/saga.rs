@@ -437,7 +437,8 @@ mod tests {
     use std::sync::Arc;
 
     use sagaflow_core::{
-        Call, Command, Context, Definition, Failure, Method, Phase, RetryPolicy, StepDef, decide,
+        Call, Command, Context, Definition, Failure, Method, Phase, RetryPolicy, StepDef,
+        decide_and_apply,
     };
 
     use super::*;
@@ -495,10 +496,7 @@ mod tests {
                 now_ms: now,
                 random: now,
             };
-            let decision = decide(&state, command, ctx).unwrap();
-            for event in &decision.events {
-                state.apply(event);
-            }
+            let decision = decide_and_apply(&mut state, command, ctx).unwrap();
             check(&state);
             if state.status.is_terminal() {
                 break;
