@@ -4,9 +4,10 @@
 //!
 //! Participants see what the reqwest client first used here sent them: the URL as the `url`
 //! crate normalizes it (with userinfo sent as Basic credentials), the same headers and the same
-//! TCP options; redirects are not followed (a 3xx fails the step). Each call costs less: the URL
-//! becomes an `http::Uri` once, when the attempt is prepared (most URLs skip the `url` crate),
-//! and the request goes out in one write from the saga's own task.
+//! TCP options; redirects are not followed (a 3xx fails the step). Each call costs less: a
+//! definition's URL becomes an `http::Uri` with its `Host` header once per dispatcher, for its
+//! first call (most URLs skip the `url` crate), the headers are written straight into the
+//! request, and the request goes out in one write from the saga's own task.
 
 use std::collections::HashMap;
 use std::io::Write as _;
