@@ -224,16 +224,7 @@ async fn connect(uri: &Uri) -> Result<Conn, Error> {
                 .map_err(Error::Resolve)?
                 .collect(),
         };
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(Error::Connect(last.unwrap_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host")
-        })))
+        connect_any(addrs).await.map_err(Error::Connect)
     })
     .await
     .map_err(|_| Error::ConnectTimeout(CONNECT_TIMEOUT))??;
@@ -243,6 +234,69 @@ async fn connect(uri: &Uri) -> Result<Conn, Error> {
         buf: BytesMut::with_capacity(READ_BYTES),
         out: Vec::new(),
     })
+}
+
+/// How long a connection attempt to one address runs alone before the next address is tried
+/// beside it (RFC 8305's "connection attempt delay"; hyper-util's client, before this one,
+/// waited 300 ms).
+const CONNECT_STAGGER: Duration = Duration::from_millis(250);
+
+/// The first connection made to any of `addrs` (Happy Eyeballs, RFC 8305): the address
+/// families taken in turn, starting with the resolver's first, and each next address tried
+/// once the attempts before it have all failed or `CONNECT_STAGGER` has passed since the last
+/// began. An address that does not answer (a dead IPv6 route, a host gone) so costs a quarter
+/// of a second, not the whole connect timeout. The caller bounds the whole.
+async fn connect_any(addrs: Vec<SocketAddr>) -> std::io::Result<TcpStream> {
+    use futures::StreamExt as _;
+    let mut waiting = interleave_families(addrs).into_iter();
+    let mut attempts = futures::stream::FuturesUnordered::new();
+    let mut last_error = None;
+    // When the next address is tried if the attempts under way have not ended by then.
+    let mut next_at = tokio::time::Instant::now();
+    loop {
+        if attempts.is_empty() {
+            match waiting.next() {
+                Some(addr) => {
+                    attempts.push(TcpStream::connect(addr));
+                    next_at = tokio::time::Instant::now() + CONNECT_STAGGER;
+                }
+                None => {
+                    return Err(last_error.unwrap_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host")
+                    }));
+                }
+            }
+        }
+        let more = waiting.len() > 0;
+        tokio::select! {
+            Some(attempt) = attempts.next() => match attempt {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last_error = Some(e),
+            },
+            () = tokio::time::sleep_until(next_at), if more => {
+                if let Some(addr) = waiting.next() {
+                    attempts.push(TcpStream::connect(addr));
+                    next_at = tokio::time::Instant::now() + CONNECT_STAGGER;
+                }
+            }
+        }
+    }
+}
+
+/// `addrs` with the address families in turn (RFC 8305, section 4), starting with the first's.
+fn interleave_families(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else {
+        return addrs;
+    };
+    let (first_is_v6, count) = (first.is_ipv6(), addrs.len());
+    let (mut same, mut other): (VecDeque<SocketAddr>, VecDeque<SocketAddr>) =
+        addrs.into_iter().partition(|a| a.is_ipv6() == first_is_v6);
+    let mut turns = Vec::with_capacity(count);
+    while !same.is_empty() || !other.is_empty() {
+        turns.extend(same.pop_front());
+        turns.extend(other.pop_front());
+    }
+    turns
 }
 
 fn configure(stream: &TcpStream) -> std::io::Result<()> {
@@ -948,6 +1002,79 @@ mod tests {
         let https: Uri = "https://127.0.0.1:1/".parse().unwrap();
         let error = post(&https, &progress).await.err().unwrap();
         assert!(matches!(error, Error::NotHttp));
+    }
+
+    #[test]
+    fn address_families_take_turns_starting_with_the_first() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let resolved = vec![
+            addr("[::1]:1"),
+            addr("[::2]:1"),
+            addr("10.0.0.1:1"),
+            addr("10.0.0.2:1"),
+            addr("[::3]:1"),
+        ];
+        let expected = vec![
+            addr("[::1]:1"),
+            addr("10.0.0.1:1"),
+            addr("[::2]:1"),
+            addr("10.0.0.2:1"),
+            addr("[::3]:1"),
+        ];
+        assert_eq!(interleave_families(resolved), expected);
+        assert_eq!(interleave_families(Vec::new()), Vec::<SocketAddr>::new());
+    }
+
+    /// A listener whose accept queue is full: the kernel drops further SYNs, so a connection
+    /// to it neither opens nor fails (as to a host that vanished). Returns it, with the
+    /// connections that filled it.
+    fn silent_listener() -> (socket2::Socket, Vec<std::net::TcpStream>) {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..16 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(stream) => fillers.push(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (socket, fillers),
+                Err(e) => panic!("filling the listener's queue: {e}"),
+            }
+        }
+        panic!("the listener's queue never filled");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_address_that_does_not_answer_holds_the_connection_a_stagger_not_the_timeout() {
+        let (silent, _fillers) = silent_listener();
+        let silent = silent.local_addr().unwrap().as_socket().unwrap();
+        let listening = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let answering = listening.local_addr().unwrap();
+        let refused = {
+            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            free.local_addr().unwrap()
+        };
+        let started = Instant::now();
+        let stream = tokio::time::timeout(
+            Duration::from_secs(3),
+            connect_any(vec![silent, refused, answering]),
+        )
+        .await
+        .expect("connected before the connect timeout")
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), answering);
+        // The silent address had its quarter of a second, the refused one failed at once.
+        assert!(
+            started.elapsed() >= CONNECT_STAGGER,
+            "{:?}",
+            started.elapsed()
+        );
+        // Every address failing is the last failure.
+        let error = connect_any(vec![refused]).await.err().unwrap();
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 
     #[test]
