@@ -211,7 +211,9 @@ async fn keys_move_to_byte_order_with_the_journal_in_place() {
                 vec![Some("C".to_owned()); BYTE_ORDERED_KEYS.len()],
                 "a new journal's keys compare bytes"
             );
-            // Back to version 3: the keys under the database's collation, version 4 not applied.
+            // Back to version 3: the keys under the database's collation, versions 4 and 5 not
+            // applied.
+            undo_version_5(&admin, &schema).await;
             for (table, column) in BYTE_ORDERED_KEYS {
                 admin
                     .batch_execute(&format!(
@@ -255,6 +257,86 @@ async fn keys_move_to_byte_order_with_the_journal_in_place() {
             let (definition, created) =
                 store.put_definition("place-order", "{}", T0).await.unwrap();
             assert_eq!((definition.version, created), (1, false));
+            store.close().await.unwrap();
+        })
+        .await;
+}
+
+/// Undoes schema version 5: the idempotency key unique by a constraint again.
+async fn undo_version_5(admin: &tokio_postgres::Client, schema: &str) {
+    admin
+        .batch_execute(&format!(
+            "DROP INDEX {schema}.sagaflow_sagas_by_idempotency_key;
+             ALTER TABLE {schema}.sagaflow_sagas ADD CONSTRAINT
+                 sagaflow_sagas_idempotency_key_key UNIQUE (idempotency_key);
+             DELETE FROM {schema}.sagaflow_schema WHERE version = 5;"
+        ))
+        .await
+        .unwrap();
+}
+
+/// The unique indexes of `sagaflow_sagas` on the idempotency key: (name, definition).
+async fn key_indexes(admin: &tokio_postgres::Client, schema: &str) -> Vec<(String, String)> {
+    admin
+        .query(
+            "SELECT indexname::TEXT, indexdef FROM pg_indexes \
+             WHERE schemaname = $1 AND tablename = 'sagaflow_sagas' \
+             AND indexdef LIKE '%UNIQUE%(idempotency_key)%' ORDER BY indexname",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// A journal from before schema version 5, its idempotency keys unique by a constraint that
+/// indexed every keyless saga's NULL, is migrated in place: afterwards one partial index holds
+/// the keys alone, a repeated key still finds its saga, and keyless sagas still start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_move_to_an_index_of_the_keys_alone() {
+    let Some(scratch) = Scratch::create().await else {
+        return;
+    };
+    let (url, schema) = (scratch.url.clone(), scratch.schema.clone());
+    let admin = admin_client().await;
+    let store = scratch.open().await;
+    scratch
+        .run(async move {
+            store.start_saga(saga("saga-1", Some("key-1"))).await.unwrap();
+            store.start_saga(saga("saga-2", None)).await.unwrap();
+            store.close().await.unwrap();
+            let partial = vec![(
+                "sagaflow_sagas_by_idempotency_key".to_owned(),
+                format!(
+                    "CREATE UNIQUE INDEX sagaflow_sagas_by_idempotency_key ON {schema}.sagaflow_sagas \
+                     USING btree (idempotency_key) WHERE (idempotency_key IS NOT NULL)"
+                ),
+            )];
+            assert_eq!(key_indexes(&admin, &schema).await, partial, "a new journal's");
+            undo_version_5(&admin, &schema).await;
+            let before = key_indexes(&admin, &schema).await;
+            assert_eq!(before.len(), 1);
+            assert_eq!(before[0].0, "sagaflow_sagas_idempotency_key_key");
+
+            PgStore::migrate(&url)
+                .await
+                .expect("migrating to version 5");
+            assert_eq!(key_indexes(&admin, &schema).await, partial, "a migrated journal's");
+            let store = PgStore::open(&url, PgConfig::default()).await.unwrap();
+            let again = store
+                .start_saga(saga("saga-3", Some("key-1")))
+                .await
+                .unwrap();
+            assert!(
+                matches!(&again, StartOutcome::Existing(r) if r.id == "saga-1"),
+                "{again:?}"
+            );
+            let keyless = store.start_saga(saga("saga-4", None)).await.unwrap();
+            assert_eq!(keyless, StartOutcome::Created);
+            let by_key = store.find_idempotency_key("key-1").await.unwrap().unwrap();
+            assert_eq!(by_key.id, "saga-1");
             store.close().await.unwrap();
         })
         .await;

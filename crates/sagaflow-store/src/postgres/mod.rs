@@ -81,6 +81,10 @@
 //! - Schema version 4 gives the key columns `COLLATE "C"` (byte order, without `strcoll`).
 //!   CockroachDB compares strings bytewise already, and its collated strings are another type
 //!   (computed collation keys, no comparison with plain strings): it would skip that migration.
+//! - Schema version 5 replaces the idempotency key's `UNIQUE` constraint by a partial unique
+//!   index (`WHERE idempotency_key IS NOT NULL`, named in `ON CONFLICT`). CockroachDB has
+//!   partial indexes and that `ON CONFLICT` form, but drops a unique constraint with
+//!   `DROP INDEX … CASCADE`, not `ALTER TABLE … DROP CONSTRAINT`.
 //! - Durability: a write is answered once `COMMIT` returns, so PostgreSQL must keep
 //!   `synchronous_commit` on (its default; `open` warns when it is off). CockroachDB commits
 //!   through Raft consensus and has no such switch.

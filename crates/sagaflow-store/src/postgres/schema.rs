@@ -123,6 +123,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ALTER TABLE sagaflow_definitions ALTER COLUMN name TYPE TEXT COLLATE "C";
 "#,
     ),
+    (
+        "idempotency keys unique in an index of the keys alone",
+        // A `UNIQUE` constraint indexed the NULL of every saga started without a key (most of
+        // them): an entry per start in one more index, which grew with the journal. A partial
+        // index holds the keys alone with the same uniqueness (the embedded store's since its
+        // version 4). Built under this migration's locks: a large journal takes a while, once.
+        r#"
+    ALTER TABLE sagaflow_sagas DROP CONSTRAINT sagaflow_sagas_idempotency_key_key;
+    CREATE UNIQUE INDEX sagaflow_sagas_by_idempotency_key ON sagaflow_sagas (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+"#,
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -142,7 +142,7 @@ WITH lease AS (
     SELECT $1::TEXT, $2::TEXT, $3::BIGINT, $4::TEXT, $5::BIGINT, $6::BIGINT,
            $7::TEXT, $8::TEXT, $9::BIGINT, $12::INT
     FROM fence WHERE fence.ok
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 ), journal AS (
     INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
@@ -191,7 +191,7 @@ WITH input AS (
     SELECT f.id, f.definition, f.version, f.status, f.created_at_ms, f.updated_at_ms,
            f.idempotency_key, f.request_hash, f.n_events, f.shard
     FROM fenced f WHERE f.ok ORDER BY f.ord
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 ), journal AS (
     INSERT INTO sagaflow_events (saga_id, pos, at_ms, body)
