@@ -244,22 +244,26 @@ async fn keys_move_to_byte_order_with_the_journal_in_place() {
             let store = PgStore::open(&url, PgConfig::default()).await.unwrap();
             let read = store.get_saga("saga-1").await.unwrap().unwrap();
             assert_eq!(format!("{read:?}"), format!("{written:?}"));
-            let by_key = store.find_idempotency_key("key-1").await.unwrap().unwrap();
-            assert_eq!(by_key.id, "saga-1");
-            let again = store
-                .start_saga(saga("saga-2", Some("key-1")))
-                .await
-                .unwrap();
-            assert!(
-                matches!(&again, StartOutcome::Existing(r) if r.id == "saga-1"),
-                "{again:?}"
-            );
+            assert_key_held(&store, "key-1", "saga-1", "saga-2").await;
             let (definition, created) =
                 store.put_definition("place-order", "{}", T0).await.unwrap();
             assert_eq!((definition.version, created), (1, false));
             store.close().await.unwrap();
         })
         .await;
+}
+
+/// `key` is `holder`'s: a lookup finds it, and a start of `repeat` with the key is answered
+/// with it, writing nothing.
+async fn assert_key_held(store: &PgStore, key: &str, holder: &str, repeat: &str) {
+    let by_key = store.find_idempotency_key(key).await.unwrap().unwrap();
+    assert_eq!(by_key.id, holder);
+    let again = store.start_saga(saga(repeat, Some(key))).await.unwrap();
+    assert!(
+        matches!(&again, StartOutcome::Existing(r) if r.id == holder),
+        "{again:?}"
+    );
+    assert!(store.get_saga(repeat).await.unwrap().is_none());
 }
 
 /// Undoes schema version 5: the idempotency key unique by a constraint again.
@@ -325,18 +329,9 @@ async fn idempotency_keys_move_to_an_index_of_the_keys_alone() {
                 .expect("migrating to version 5");
             assert_eq!(key_indexes(&admin, &schema).await, partial, "a migrated journal's");
             let store = PgStore::open(&url, PgConfig::default()).await.unwrap();
-            let again = store
-                .start_saga(saga("saga-3", Some("key-1")))
-                .await
-                .unwrap();
-            assert!(
-                matches!(&again, StartOutcome::Existing(r) if r.id == "saga-1"),
-                "{again:?}"
-            );
+            assert_key_held(&store, "key-1", "saga-1", "saga-3").await;
             let keyless = store.start_saga(saga("saga-4", None)).await.unwrap();
             assert_eq!(keyless, StartOutcome::Created);
-            let by_key = store.find_idempotency_key("key-1").await.unwrap().unwrap();
-            assert_eq!(by_key.id, "saga-1");
             store.close().await.unwrap();
         })
         .await;
