@@ -75,8 +75,10 @@ fn a_compared_run_alternates_direct_and_coordinator_rounds_and_reports_each() {
         "4",
         "--warmup",
         "200ms",
+        // Each round must finish sagas: long enough that a stall of the disk's (a sync that
+        // waited ~0.5 s once, on a busy host) does not empty a round.
         "--duration",
-        "400ms",
+        "1s",
     ]);
     assert_eq!(report["errors"], 0, "{report}");
     let rounds = report["rounds"].as_array().unwrap();
