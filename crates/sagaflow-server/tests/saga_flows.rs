@@ -375,6 +375,52 @@ async fn wait_ms_holds_the_answer_until_the_saga_ends() {
 }
 
 #[tokio::test]
+async fn a_start_with_a_bad_wait_or_key_is_a_problem_and_starts_nothing() {
+    let (c, _p) = setup(|p| vec![step(p, "reserve", "/ok/reserve")]).await;
+    let body = json!({"definition": "order", "input": {}}).to_string();
+    let post = |uri: &'static str, body: String, key: Option<&'static str>| {
+        let c = &c;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                key.map(|k| ("idempotency-key", k)).into_iter().collect();
+            c.call_with("POST", uri, Some(body), &headers).await
+        }
+    };
+    let (status, _, problem) = post("/v1/sagas?wait_ms=soon", body.clone(), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "wait_ms");
+    // Given twice, the wait is not guessed at.
+    let (status, _, problem) = post("/v1/sagas?wait_ms=1&wait_ms=2", body.clone(), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "query");
+    let (status, _, problem) = post("/v1/sagas", body.clone(), Some("two words")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("invalid-idempotency-key"),
+        "{problem}"
+    );
+    // A malformed body is answered before a malformed key, as the handler reads them.
+    let (status, _, problem) = post("/v1/sagas", "{".into(), Some("two words")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(
+        !problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("invalid-idempotency-key"),
+        "{problem}"
+    );
+    let (_, _, page) = c.call("GET", "/v1/sagas", None).await;
+    assert_eq!(page["items"], json!([]), "no saga was started");
+    // Other parameters are ignored, and a good key and wait start the saga.
+    let (status, _, saga) = post("/v1/sagas?wait_ms=5000&trace=1", body, Some("order-8")).await;
+    assert_eq!(status, StatusCode::CREATED, "{saga}");
+    assert_eq!(saga["status"], "completed");
+}
+
+#[tokio::test]
 async fn unknown_definitions_and_sagas_are_404() {
     let (c, _p) = setup(|p| vec![step(p, "reserve", "/ok/reserve")]).await;
     let (status, _, problem) = c

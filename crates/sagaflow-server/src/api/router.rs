@@ -1,8 +1,6 @@
 //! `app(engine) -> Router`: every route, the body limit, and problem answers for what axum
 //! would otherwise answer in plain text.
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Query;
@@ -76,9 +74,7 @@ pub(super) fn body_or_problem(body: Result<Bytes, BytesRejection>) -> Result<Byt
 }
 
 /// The query string, or a problem.
-pub(super) fn query_or_problem(
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn query_or_problem<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(q)| q)
         .map_err(|rejection| ApiError::validation("query", rejection.body_text()))

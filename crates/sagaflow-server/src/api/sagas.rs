@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -42,8 +43,8 @@ const LIST_LIMIT_DEFAULT: usize = 50;
     ))]
 pub async fn start(
     State(engine): State<Engine>,
-    headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let query = query_or_problem(query)?;
@@ -64,7 +65,7 @@ pub async fn start(
             ),
         ));
     }
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idempotency_key?;
     // Only a keyed start can be repeated, so only then is its digest worth computing.
     let request_hash = idempotency_key.as_ref().map(|_| request_hash(&request));
     let started = engine
@@ -115,7 +116,7 @@ pub async fn start(
 pub async fn get(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let query = query_or_problem(query)?;
     if let Some(wait) = wait_ms(&query, engine.limits().wait_ms_max)?
@@ -252,13 +253,33 @@ pub async fn retry(
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
-fn wait_ms(query: &HashMap<String, String>, wait_ms_max: u64) -> Result<Option<u64>, ApiError> {
-    match query.get("wait_ms") {
+/// The query of a start and of a saga's `GET`: other parameters are ignored, as they are
+/// elsewhere, and one given twice is a problem (`query_or_problem`).
+#[derive(serde::Deserialize)]
+pub struct WaitQuery {
+    wait_ms: Option<String>,
+}
+
+fn wait_ms(query: &WaitQuery, wait_ms_max: u64) -> Result<Option<u64>, ApiError> {
+    match &query.wait_ms {
         None => Ok(None),
         Some(w) => w
             .parse::<u64>()
             .map(|w| Some(w.min(wait_ms_max)))
             .map_err(|_| ApiError::validation("wait_ms", "must be a whole number of milliseconds")),
+    }
+}
+
+/// A start's `Idempotency-Key`, read from the request's headers where they are (taking a
+/// `HeaderMap` would copy them all for each start), and checked when the handler comes to it:
+/// a malformed key is answered after a malformed query or body, as before.
+pub struct IdempotencyKey(Result<Option<String>, ApiError>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyKey(idempotency_key(&parts.headers)))
     }
 }
 
