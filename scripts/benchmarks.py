@@ -155,9 +155,9 @@ def fmt(value, digits=0):
 def table(results):
     lines = [
         "| scenario | sagas/s | steps/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors "
-        "| direct sagas/s | ratio | CPU ms/saga | RSS MB | journal B/saga | events/write | fsync p50 ms "
-        "| machine idle % | steal % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| direct sagas/s | ratio | CPU ms/saga | RSS MB | journal B/saga | events/write "
+        "| journal write ms, mean | participant call ms, mean | fsync p50 ms | machine idle % | steal % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, r in results:
         cpu = r.get("cpu_s_per_saga")
@@ -167,6 +167,7 @@ def table(results):
             f"| {r['errors']} | {fmt(r.get('direct_sagas_per_s'))} | {fmt(r.get('ratio_to_direct'), 2)} "
             f"| {fmt(cpu * 1000 if cpu is not None else None, 3)} | {fmt(r.get('rss_peak_mb'), 1)} "
             f"| {fmt(r.get('journal_bytes_per_saga'))} | {fmt(r.get('events_per_durable_write'), 1)} "
+            f"| {fmt(r.get('journal_write_ms_mean'), 3)} | {fmt(r.get('participant_call_ms_mean'), 3)} "
             f"| {fmt(r.get('fsync_p50_ms'), 3)} | {fmt(r.get('machine_idle_pct'), 1)} "
             f"| {fmt(r.get('machine_steal_pct'), 1)} |"
         )

@@ -139,6 +139,14 @@ fn a_compared_run_alternates_direct_and_coordinator_rounds_and_reports_each() {
     );
     assert!(rate(&report["wake_round_trip_us"]) > 0.0, "{report}");
     assert!(rate(&report["wake_round_trip_cpu_us"]) > 0.0, "{report}");
+    // Where a saga's time went, from the coordinator's histograms: each a saga's part.
+    for part in ["journal_write_ms_mean", "participant_call_ms_mean"] {
+        let mean = rate(&report[part]);
+        assert!(
+            mean > 0.0 && mean < rate(&report["max_ms"]),
+            "{part}: {report}"
+        );
+    }
 }
 
 #[test]

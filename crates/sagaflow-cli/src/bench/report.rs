@@ -36,6 +36,13 @@ pub struct Report {
     pub journal_bytes_per_saga: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_per_durable_write: Option<f64>,
+    /// Where a saga's time goes, from the coordinator's own histograms over the measured
+    /// window: a journal write's mean time (queueing and group commit, its sync included;
+    /// `saga-3` makes four), and a participant call's, from sending it to its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_write_ms_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participant_call_ms_mean: Option<f64>,
     /// The `direct` baseline of the same run, when it was measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_sagas_per_s: Option<f64>,
@@ -137,6 +144,14 @@ impl Report {
         optional(
             "events/durable write",
             self.events_per_durable_write.map(|v| format!("{v:.1}")),
+        );
+        optional(
+            "mean ms",
+            self.journal_write_ms_mean
+                .zip(self.participant_call_ms_mean)
+                .map(|(write, call)| {
+                    format!("journal write {write:.3}  participant call {call:.3}")
+                }),
         );
         optional(
             "direct sagas/s",

@@ -209,6 +209,8 @@ async fn bench(args: &BenchArgs) -> Result<Report, Error> {
     if window.commits > 0.0 {
         report.events_per_durable_write = Some(window.events / window.commits);
     }
+    report.journal_write_ms_mean = window.journal_write.mean_ms();
+    report.participant_call_ms_mean = window.participant_call.mean_ms();
     if let Some(mut direct) = direct_samples {
         let direct_rate = direct.per_second();
         report.direct_sagas_per_s = Some(direct_rate);
@@ -245,6 +247,8 @@ struct Window {
     sagas_started: f64,
     commits: f64,
     events: f64,
+    journal_write: Totals,
+    participant_call: Totals,
 }
 
 impl Window {
@@ -266,6 +270,10 @@ impl Window {
         self.sagas_started = after.sagas_started;
         self.commits += after.journal_commits - before.journal_commits;
         self.events += after.journal_events - before.journal_events;
+        self.journal_write
+            .add(after.journal_write.since(before.journal_write));
+        self.participant_call
+            .add(after.participant_call.since(before.participant_call));
     }
 }
 
@@ -410,6 +418,8 @@ fn base_report(args: &BenchArgs, samples: &mut Samples, mode: &str) -> Report {
         rss_peak_mb: None,
         journal_bytes_per_saga: None,
         events_per_durable_write: None,
+        journal_write_ms_mean: None,
+        participant_call_ms_mean: None,
         direct_sagas_per_s: None,
         ratio_to_direct: None,
         direct_p50_ms: None,
@@ -434,6 +444,10 @@ struct Counters {
     sagas_started: f64,
     journal_commits: f64,
     journal_events: f64,
+    /// The coordinator's histograms of a journal write's time (queueing and group commit) and
+    /// of a participant call's: their sums (seconds) and counts.
+    journal_write: Totals,
+    participant_call: Totals,
     /// The run's processes, in the order of the pids probed.
     processes: Vec<procs::ProcCounters>,
 }
@@ -476,7 +490,57 @@ async fn counters(http: &reqwest::Client, base: Option<&str>, pids: &[u32]) -> C
         sagas_started: metric(&text, "sagaflow_sagas_started_total"),
         journal_commits: metric(&text, "sagaflow_journal_commits_total"),
         journal_events: metric(&text, "sagaflow_journal_events_total"),
+        journal_write: Totals::of(&text, "sagaflow_journal_write_duration_seconds"),
+        participant_call: Totals::of(&text, "sagaflow_step_attempt_duration_seconds"),
     }
+}
+
+/// A histogram's sum and count, over all its label sets (a call's phases).
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    sum: f64,
+    count: f64,
+}
+
+impl Totals {
+    fn of(text: &str, histogram: &str) -> Totals {
+        Totals {
+            sum: metric_total(text, &format!("{histogram}_sum")),
+            count: metric_total(text, &format!("{histogram}_count")),
+        }
+    }
+
+    /// What was added between `before` and `self`.
+    fn since(self, before: Totals) -> Totals {
+        Totals {
+            sum: self.sum - before.sum,
+            count: self.count - before.count,
+        }
+    }
+
+    fn add(&mut self, other: Totals) {
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    /// The mean in milliseconds, if anything was observed.
+    fn mean_ms(self) -> Option<f64> {
+        (self.count > 0.0).then(|| self.sum / self.count * 1e3)
+    }
+}
+
+/// The sum of a metric's samples over all its label sets in Prometheus text.
+fn metric_total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
 }
 
 /// The value of an unlabelled sample in Prometheus text.
@@ -487,4 +551,53 @@ fn metric(text: &str, name: &str) -> f64 {
             rest.strip_prefix(' ')?.trim().parse().ok()
         })
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+# HELP sagaflow_step_attempt_duration_seconds Time from sending an attempt to its answer.
+# TYPE sagaflow_step_attempt_duration_seconds histogram
+sagaflow_step_attempt_duration_seconds_sum{phase=\"action\"} 1.5
+sagaflow_step_attempt_duration_seconds_count{phase=\"action\"} 1000
+sagaflow_step_attempt_duration_seconds_bucket{le=\"0.00025\",phase=\"action\"} 10
+sagaflow_step_attempt_duration_seconds_sum{phase=\"compensation\"} 0.5
+sagaflow_step_attempt_duration_seconds_count{phase=\"compensation\"} 1000
+sagaflow_journal_write_duration_seconds_sum 3.0
+sagaflow_journal_write_duration_seconds_count 4000
+sagaflow_journal_write_duration_seconds_sum_of_something_else 99
+";
+
+    #[test]
+    fn a_histograms_totals_sum_its_label_sets_and_nothing_named_alike() {
+        let calls = Totals::of(TEXT, "sagaflow_step_attempt_duration_seconds");
+        assert_eq!((calls.sum, calls.count), (2.0, 2000.0));
+        assert_eq!(calls.mean_ms(), Some(1.0));
+        let writes = Totals::of(TEXT, "sagaflow_journal_write_duration_seconds");
+        assert_eq!((writes.sum, writes.count), (3.0, 4000.0));
+        assert_eq!(writes.mean_ms(), Some(0.75));
+    }
+
+    #[test]
+    fn a_window_means_what_it_added_and_nothing_when_nothing_was_observed() {
+        let before = Totals {
+            sum: 1.0,
+            count: 100.0,
+        };
+        let after = Totals {
+            sum: 1.5,
+            count: 600.0,
+        };
+        let mut window = Totals::default();
+        assert_eq!(window.mean_ms(), None);
+        window.add(after.since(before));
+        window.add(after.since(before));
+        assert_eq!(window.mean_ms(), Some(1.0));
+        assert_eq!(
+            Totals::of("", "sagaflow_journal_write_duration_seconds").mean_ms(),
+            None
+        );
+    }
 }
