@@ -505,8 +505,8 @@ struct Totals {
 impl Totals {
     fn of(text: &str, histogram: &str) -> Totals {
         Totals {
-            sum: metric_total(text, &format!("{histogram}_sum")),
-            count: metric_total(text, &format!("{histogram}_count")),
+            sum: metric(text, &format!("{histogram}_sum")),
+            count: metric(text, &format!("{histogram}_count")),
         }
     }
 
@@ -529,8 +529,9 @@ impl Totals {
     }
 }
 
-/// The sum of a metric's samples over all its label sets in Prometheus text.
-fn metric_total(text: &str, name: &str) -> f64 {
+/// A metric's value in Prometheus text: the sum of its samples over all its label sets (an
+/// unlabelled counter has one), each sample's value being the first field after its labels.
+fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix(name)?;
@@ -538,19 +539,9 @@ fn metric_total(text: &str, name: &str) -> f64 {
                 Some(labelled) => labelled.split_once("} ")?.1,
                 None => rest.strip_prefix(' ')?,
             };
-            value.trim().parse::<f64>().ok()
+            value.split_whitespace().next()?.parse::<f64>().ok()
         })
         .sum()
-}
-
-/// The value of an unlabelled sample in Prometheus text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            rest.strip_prefix(' ')?.trim().parse().ok()
-        })
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -568,6 +559,7 @@ sagaflow_step_attempt_duration_seconds_count{phase=\"compensation\"} 1000
 sagaflow_journal_write_duration_seconds_sum 3.0
 sagaflow_journal_write_duration_seconds_count 4000
 sagaflow_journal_write_duration_seconds_sum_of_something_else 99
+sagaflow_journal_commits_total 7 # {trace_id=\"abc\"} 1.0
 ";
 
     #[test]
@@ -578,6 +570,9 @@ sagaflow_journal_write_duration_seconds_sum_of_something_else 99
         let writes = Totals::of(TEXT, "sagaflow_journal_write_duration_seconds");
         assert_eq!((writes.sum, writes.count), (3.0, 4000.0));
         assert_eq!(writes.mean_ms(), Some(0.75));
+        // An unlabelled counter is its one sample, an exemplar after it left out.
+        assert_eq!(metric(TEXT, "sagaflow_journal_commits_total"), 7.0);
+        assert_eq!(metric(TEXT, "sagaflow_journal_events_total"), 0.0);
     }
 
     #[test]
